@@ -1,0 +1,29 @@
+"""tilegrad: a small deep-learning framework with hand-written kernels and PyTorch's API.
+
+>>> import tilegrad
+>>> x = tilegrad.randn(3, 4, requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad.shape
+(3, 4)
+"""
+from . import autograd
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .backends import Device, DeviceUnavailableError, device, devices
+from .dtypes import (bool_, double, float32, float64, get_default_dtype, int32, int64, long,
+                     set_default_dtype, uint8)
+from .dtypes import float as float  # noqa: F401  (torch.float)
+from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import load, save
+from .tensor import (Tensor, arange, cat, from_numpy, full, matmul, ones, ones_like, rand, randn,
+                     stack, tensor, zeros, zeros_like)
+from . import nn, optim  # noqa: E402  (nn and optim build on the names above)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "from_numpy", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
+    "rand", "arange", "cat", "stack", "matmul", "no_grad", "enable_grad", "is_grad_enabled",
+    "set_grad_enabled", "manual_seed", "get_rng_state", "set_rng_state", "save", "load", "device",
+    "devices", "Device", "DeviceUnavailableError", "float32", "float64", "double", "int32", "int64",
+    "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn", "optim", "autograd",
+]

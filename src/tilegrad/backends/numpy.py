@@ -1,0 +1,354 @@
+"""The NumPy backend: the specification every other backend is tested against.
+
+Each function is a few plain, vectorised lines, dtype-generic (float32 and float64),
+written to be read and never tuned. Arrays are ``numpy.ndarray``; the Tensor layer
+checks shapes, dtypes and devices before calling in, so these functions assume valid input.
+
+The list of primitives (every backend exposes the same names and arguments):
+
+- memory: ``empty``, ``zeros``, ``full``, ``from_numpy``, ``to_numpy``, ``copy``, ``copy_into``
+- elementwise: ``unary``, ``binary``, ``pow_scalar``, ``relu_bwd``, ``where_mask``
+- reductions: ``sum``, ``amax``, ``argmax``
+- layout: ``reshape``, ``permute``, ``broadcast_to``, ``index``, ``index_bwd``, ``concat``
+- ``matmul`` with transposed-operand flags and an optional fused bias and ReLU
+- ``conv2d_fwd``, ``conv2d_bwd_data``, ``conv2d_bwd_weight``
+- ``max_pool2d_fwd`` (with argmax), ``max_pool2d_bwd``
+- ``lstm_cell_fwd``, ``lstm_cell_bwd`` (the pointwise part of the cell)
+- ``log_softmax_fwd``, ``log_softmax_bwd``, ``cross_entropy_fwd``, ``cross_entropy_bwd``
+- ``embedding_fwd``, ``embedding_bwd``
+- ``sgd_step``, ``adam_step`` (fused, in place)
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+name = "numpy"
+
+# ---------------------------------------------------------------- memory
+
+def empty(shape, dtype):
+    return np.empty(shape, dtype=dtype)
+
+
+def zeros(shape, dtype):
+    return np.zeros(shape, dtype=dtype)
+
+
+def full(shape, value, dtype):
+    return np.full(shape, value, dtype=dtype)
+
+
+def from_numpy(a):
+    """A device array holding a copy of the NumPy array ``a``."""
+    return np.array(a, copy=True, order="C")
+
+
+def to_numpy(x):
+    """A NumPy copy of the device array ``x``."""
+    return np.array(x, copy=True)
+
+
+def copy(x):
+    return np.array(x, copy=True, order="C")
+
+
+def copy_into(dst, src):
+    """Write ``src`` into the existing array ``dst`` (same shape and dtype)."""
+    dst[...] = src
+
+
+def astype(x, dtype):
+    return x.astype(dtype)
+
+# ---------------------------------------------------------------- elementwise
+
+_UNARY = {
+    "neg": np.negative,
+    "exp": np.exp,
+    "log": np.log,
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "relu": lambda x: np.maximum(x, 0),
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+}
+
+_BINARY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "maximum": np.maximum,
+    "eq": np.equal,
+    "gt": np.greater,
+    "lt": np.less,
+}
+
+
+def unary(op, x):
+    """``op(x)`` elementwise, ``op`` one of ``_UNARY``."""
+    return np.asarray(_UNARY[op](x), dtype=x.dtype)
+
+
+def binary(op, a, b):
+    """``op(a, b)`` elementwise with NumPy broadcasting; ``b`` may be a Python scalar."""
+    if np.isscalar(b):
+        b = np.asarray(b, dtype=a.dtype)
+    return np.asarray(_BINARY[op](a, b))
+
+
+def pow_scalar(x, p):
+    return np.asarray(np.power(x, x.dtype.type(p)))
+
+
+def relu_bwd(grad, y):
+    """Gradient of ReLU given its output ``y``: ``grad`` where ``y > 0``, else 0."""
+    return np.where(y > 0, grad, 0).astype(grad.dtype)
+
+
+def where_mask(mask, a, b):
+    """``a`` where ``mask`` else ``b`` (``b`` may be a scalar)."""
+    return np.where(mask, a, b).astype(a.dtype)
+
+# ---------------------------------------------------------------- reductions
+
+def sum(x, axes, keepdims):
+    """Sum over ``axes`` (a tuple, possibly empty)."""
+    return np.asarray(np.sum(x, axis=axes, keepdims=keepdims))
+
+
+def amax(x, axes, keepdims):
+    return np.asarray(np.max(x, axis=axes, keepdims=keepdims))
+
+
+def argmax(x, axis, keepdims):
+    return np.asarray(np.argmax(x, axis=axis, keepdims=keepdims), dtype=np.int64)
+
+# ---------------------------------------------------------------- layout
+
+def reshape(x, shape):
+    return np.reshape(x, shape)
+
+
+def permute(x, axes):
+    return np.ascontiguousarray(np.transpose(x, axes))
+
+
+def broadcast_to(x, shape):
+    return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+def index(x, key):
+    return np.array(x[key], copy=True)
+
+
+def index_bwd(grad, key, shape):
+    """Gradient of ``x[key]``: ``grad`` scattered (with accumulation) into zeros of ``shape``."""
+    out = np.zeros(shape, dtype=grad.dtype)
+    np.add.at(out, key, grad)
+    return out
+
+
+def concat(xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+# ---------------------------------------------------------------- matmul
+
+def matmul(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
+    """``op(a) @ op(b) (+ bias) (then ReLU)``, ``op`` transposing the last two axes if asked.
+
+    Leading (batch) axes broadcast as in ``numpy.matmul``; ``bias`` broadcasts against the
+    result (a row vector for a linear layer). FLOPs: 2*M*N*K per batch.
+    """
+    if trans_a:
+        a = np.swapaxes(a, -1, -2)
+    if trans_b:
+        b = np.swapaxes(b, -1, -2)
+    out = np.matmul(a, b)
+    if bias is not None:
+        out = out + bias
+    if relu:
+        out = np.maximum(out, 0)
+    return out
+
+# ---------------------------------------------------------------- conv2d
+
+def _pad_hw(x, ph, pw, value=0.0):
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _windows(xp, kh, kw, sh, sw):
+    """View of every (kh, kw) window of ``xp`` (N, C, H, W) at stride (sh, sw): (N, C, Ho, Wo, kh, kw)."""
+    return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def conv2d_fwd(x, w, bias, stride, padding):
+    """Cross-correlation as in PyTorch: x (N, C, H, W), w (F, C, KH, KW) -> (N, F, Ho, Wo).
+
+    ``Ho = (H + 2*ph - KH) // sh + 1``. FLOPs: 2*N*F*Ho*Wo*C*KH*KW.
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw = w.shape[2:]
+    win = _windows(_pad_hw(x, ph, pw), kh, kw, sh, sw)
+    out = np.einsum("nchwij,fcij->nfhw", win, w, optimize=True)
+    if bias is not None:
+        out = out + bias[None, :, None, None]
+    return np.ascontiguousarray(out)
+
+
+def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
+    """dL/dw: the windows of the padded input contracted with grad_out over N, Ho, Wo."""
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw = w_shape[2:]
+    win = _windows(_pad_hw(x, ph, pw), kh, kw, sh, sw)
+    ho, wo = grad_out.shape[2:]
+    win = win[:, :, :ho, :wo]
+    return np.einsum("nchwij,nfhw->fcij", win, grad_out, optimize=True)
+
+
+def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
+    """dL/dx: a stride-1 convolution of grad_out, dilated by the stride, with the flipped kernel.
+
+    grad_out is dilated (stride-1 zeros between entries) and padded by KH-1-ph on each side
+    (plus the rows the forward stride never reached on the bottom/right); padding larger than
+    KH-1 becomes a crop. The result then has exactly the input's H x W.
+    """
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, wd = x_shape
+    f, _, kh, kw = w.shape
+    ho, wo = grad_out.shape[2:]
+    dil = np.zeros((n, f, (ho - 1) * sh + 1, (wo - 1) * sw + 1), dtype=grad_out.dtype)
+    dil[:, :, ::sh, ::sw] = grad_out
+    rh = (h + 2 * ph - kh) - (ho - 1) * sh     # rows of the padded input below the last window
+    rw = (wd + 2 * pw - kw) - (wo - 1) * sw
+    before_h, after_h = kh - 1 - ph, kh - 1 - ph + rh
+    before_w, after_w = kw - 1 - pw, kw - 1 - pw + rw
+    dil = np.pad(dil, ((0, 0), (0, 0), (max(before_h, 0), max(after_h, 0)),
+                       (max(before_w, 0), max(after_w, 0))))
+    dil = dil[:, :, max(-before_h, 0):dil.shape[2] - max(-after_h, 0),
+              max(-before_w, 0):dil.shape[3] - max(-after_w, 0)]
+    win = _windows(dil, kh, kw, 1, 1)
+    w_flip = w[:, :, ::-1, ::-1]
+    return np.ascontiguousarray(np.einsum("nfhwij,fcij->nchw", win, w_flip, optimize=True))
+
+# ---------------------------------------------------------------- max_pool2d
+
+def max_pool2d_fwd(x, kernel, stride, padding):
+    """Max over each window; also the flat index (into H*W of the input) of each maximum."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = x.shape
+    win = _windows(_pad_hw(x, ph, pw, -np.inf), kh, kw, sh, sw)
+    ho, wo = win.shape[2:4]
+    flat = win.reshape(n, c, ho, wo, kh * kw)
+    k = np.argmax(flat, axis=-1)
+    out = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+    # Window (i, j), tap k sits at padded row i*sh + k//kw, column j*sw + k%kw.
+    rows = np.arange(ho)[:, None] * sh + k // kw - ph
+    cols = np.arange(wo)[None, :] * sw + k % kw - pw
+    return np.ascontiguousarray(out), (rows * w + cols).astype(np.int64)
+
+
+def max_pool2d_bwd(grad_out, argmax, x_shape):
+    """Each output's gradient added to the input element that was its maximum."""
+    n, c, h, w = x_shape
+    grad = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+    rows = np.arange(n * c)[:, None]
+    np.add.at(grad, (rows, argmax.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    return grad.reshape(x_shape)
+
+# ---------------------------------------------------------------- LSTM cell (pointwise part)
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def lstm_cell_fwd(gates, c_prev):
+    """From pre-activation gates (B, 4H) in the order i, f, g, o and c_prev (B, H):
+
+    ``i, f, o = sigmoid(.)``, ``g = tanh(.)``, ``c = f*c_prev + i*g``, ``h = o*tanh(c)``.
+    Returns h, c and the activated gates (B, 4H), which the backward pass needs.
+    """
+    hs = c_prev.shape[1]
+    i, f, g, o = (gates[:, k * hs:(k + 1) * hs] for k in range(4))
+    i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+    c = f * c_prev + i * g
+    h = o * np.tanh(c)
+    return h, c, np.concatenate([i, f, g, o], axis=1)
+
+
+def lstm_cell_bwd(grad_h, grad_c, acts, c, c_prev):
+    """Gradients of the pre-activation gates (B, 4H) and of c_prev, given dL/dh and dL/dc."""
+    hs = c.shape[1]
+    i, f, g, o = (acts[:, k * hs:(k + 1) * hs] for k in range(4))
+    tc = np.tanh(c)
+    dc = grad_c + grad_h * o * (1 - tc * tc)
+    di = dc * g * i * (1 - i)
+    df = dc * c_prev * f * (1 - f)
+    dg = dc * i * (1 - g * g)
+    do = grad_h * tc * o * (1 - o)
+    return np.concatenate([di, df, dg, do], axis=1), dc * f
+
+# ---------------------------------------------------------------- softmax and cross-entropy
+
+def log_softmax_fwd(x):
+    """log(softmax(x)) over the last axis, stable: x - max - log(sum(exp(x - max)))."""
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def log_softmax_bwd(grad, y):
+    """Given y = log_softmax(x): dL/dx = grad - softmax(x) * sum(grad)."""
+    return grad - np.exp(y) * np.sum(grad, axis=-1, keepdims=True)
+
+
+def cross_entropy_fwd(logits, target):
+    """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C)."""
+    y = log_softmax_fwd(logits)
+    return -y[np.arange(logits.shape[0]), target]
+
+
+def cross_entropy_bwd(logits, target, grad_loss):
+    """dL/dlogits = (softmax(logits) - onehot(target)) * grad_loss[:, None]."""
+    p = np.exp(log_softmax_fwd(logits))
+    p[np.arange(logits.shape[0]), target] -= 1
+    return p * grad_loss[:, None]
+
+# ---------------------------------------------------------------- embedding
+
+def embedding_fwd(weight, idx):
+    """Rows of ``weight`` (V, D) gathered by the integer array ``idx``: shape idx.shape + (D,)."""
+    return weight[idx]
+
+
+def embedding_bwd(grad_out, idx, num_embeddings):
+    """dL/dweight: each row of grad_out added into row idx of a (V, D) zero array."""
+    d = grad_out.shape[-1]
+    grad = np.zeros((num_embeddings, d), dtype=grad_out.dtype)
+    np.add.at(grad, idx.reshape(-1), grad_out.reshape(-1, d))
+    return grad
+
+# ---------------------------------------------------------------- optimizers (in place)
+
+def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """One SGD update of ``param`` in place, as torch.optim.SGD; ``buf`` is the momentum buffer
+    (ignored when momentum is 0), set to the gradient on the ``first`` step."""
+    d = grad + weight_decay * param if weight_decay else grad
+    if momentum:
+        if first:
+            buf[...] = d
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    param -= lr * d
+
+
+def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
+    """One Adam update of ``param``, ``m`` and ``v`` in place, as torch.optim.Adam (step >= 1)."""
+    if weight_decay:
+        grad = grad + weight_decay * param
+    m += (1 - beta1) * (grad - m)
+    v *= beta2
+    v += (1 - beta2) * grad * grad
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(v) / np.sqrt(1 - beta2 ** step) + eps
+    param -= step_size * m / denom

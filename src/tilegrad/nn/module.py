@@ -1,0 +1,173 @@
+"""Module and Parameter: the containers that layers and models are built from, as torch.nn."""
+import collections
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import no_grad
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that a Module registers as one of its parameters (requires grad by default)."""
+
+    def __init__(self, data, requires_grad=True):
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Parameter: expects a Tensor, got {type(data).__name__}")
+        super().__init__(data.data, data.device, requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    """Base class of layers and models: ``forward`` computes, ``__call__`` calls it.
+
+    Attributes that are Parameters or Modules are registered, in the order they are set, so
+    that ``named_parameters`` and ``state_dict`` use PyTorch's dotted names ("0.weight").
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", collections.OrderedDict())
+        object.__setattr__(self, "_modules", collections.OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("Module.__init__() must be called before assigning attributes")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter, or None for an absent optional one) under ``name``."""
+        if param is None:
+            self._parameters[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) for every parameter, each once, in registration order."""
+        seen = set()
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------ modes and devices
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, device=None, dtype=None):
+        """Move (and/or cast) every parameter in place; returns the module."""
+        with no_grad():
+            for m in self.modules():
+                for name, p in m._parameters.items():
+                    if p is None:
+                        continue
+                    moved = p.to(device, dtype)
+                    if moved is not p:
+                        p.data, p.device = moved.data, moved.device
+                        p.grad = None
+        return self
+
+    def double(self):
+        return self.to(dtype=dtypes.float64)
+
+    def float(self):
+        return self.to(dtype=dtypes.float32)
+
+    # ------------------------------------------------------------ state
+    def state_dict(self):
+        """An ordered dict of NumPy copies of the parameters, under PyTorch's dotted names."""
+        return collections.OrderedDict((k, p.numpy()) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy the arrays of ``state_dict`` into the parameters (values cast to each parameter's
+        dtype). Every key and shape is checked before anything is written; with ``strict``,
+        missing or unexpected keys are errors, else they are returned."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: {type(self).__name__}: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+        arrays = {}
+        for k, p in own.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            v = v.numpy() if isinstance(v, Tensor) else v
+            if hasattr(v, "detach"):           # a torch tensor: take its values
+                v = v.detach().cpu().numpy()
+            v = np.asarray(v)
+            if v.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: '{k}' holds {v.dtype}, expects numbers")
+            if tuple(v.shape) != p.shape:
+                raise ValueError(f"load_state_dict: size mismatch for '{k}': the checkpoint has "
+                                 f"shape {tuple(v.shape)}, the model {p.shape}")
+            arrays[k] = v.astype(p.dtype)
+        for k, v in arrays.items():   # everything checked: now write
+            p = own[k]
+            p.device.backend.copy_into(p.data, p.device.backend.from_numpy(v))
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------ printing
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"

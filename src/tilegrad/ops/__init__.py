@@ -1,0 +1,1 @@
+"""Autograd Functions, built only from backend primitives."""

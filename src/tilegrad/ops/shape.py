@@ -1,0 +1,69 @@
+"""Functions that move data without arithmetic: reshape, permute, index, concatenate."""
+from ..autograd import Function
+
+
+class Reshape(Function):
+    name = "reshape"
+
+    def forward(self, x, shape):
+        self.in_shape = tuple(x.shape)
+        return self.backend.reshape(x, shape)
+
+    def backward(self, grad):
+        return self.backend.reshape(grad, self.in_shape)
+
+
+class Permute(Function):
+    name = "permute"
+
+    def forward(self, x, axes):
+        self.axes = axes
+        return self.backend.permute(x, axes)
+
+    def backward(self, grad):
+        inverse = [0] * len(self.axes)
+        for k, a in enumerate(self.axes):
+            inverse[a] = k
+        return self.backend.permute(grad, tuple(inverse))
+
+
+class Expand(Function):
+    name = "expand"
+
+    def forward(self, x, shape):
+        self.in_shape = tuple(x.shape)
+        return self.backend.broadcast_to(x, shape)
+
+    def backward(self, grad):
+        from .elementwise import unbroadcast
+        return unbroadcast(self.backend, grad, self.in_shape)
+
+
+class Index(Function):
+    """``x[key]``; ``key`` already holds backend arrays in place of any index tensors."""
+    name = "getitem"
+
+    def forward(self, x, key):
+        self.in_shape, self.key = tuple(x.shape), key
+        return self.backend.index(x, key)
+
+    def backward(self, grad):
+        return self.backend.index_bwd(grad, self.key, self.in_shape)
+
+
+class Cat(Function):
+    """Concatenation of any number of tensors along ``axis``."""
+    name = "cat"
+
+    def forward(self, *xs, axis):
+        self.axis = axis
+        self.sizes = [x.shape[axis] for x in xs]
+        return self.backend.concat(list(xs), axis)
+
+    def backward(self, grad):
+        grads, start = [], 0
+        for n in self.sizes:
+            key = (slice(None),) * self.axis + (slice(start, start + n),)
+            grads.append(self.backend.index(grad, key))
+            start += n
+        return tuple(grads)

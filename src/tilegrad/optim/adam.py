@@ -1,0 +1,31 @@
+"""Adam (Kingma and Ba), as torch.optim.Adam without amsgrad."""
+from ..autograd import no_grad
+from ..tensor import zeros_like
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*g^2``,
+    ``p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``, with ``g += weight_decay*p`` first.
+    State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``; one fused ``adam_step`` each."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam: invalid lr {lr}, betas {betas}, eps {eps} or weight_decay "
+                             f"{weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def step(self):
+        with no_grad():
+            for g in self.param_groups:
+                b1, b2 = g["betas"]
+                for p in g["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state.setdefault(p, {})
+                    if not state:
+                        state.update(step=0, exp_avg=zeros_like(p), exp_avg_sq=zeros_like(p))
+                    state["step"] += 1
+                    p.device.backend.adam_step(p.data, p.grad.data, state["exp_avg"].data,
+                                               state["exp_avg_sq"].data, state["step"], g["lr"],
+                                               b1, b2, g["eps"], g["weight_decay"])

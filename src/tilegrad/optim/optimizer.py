@@ -1,0 +1,97 @@
+"""Optimizer: parameter groups, per-parameter state, and state dicts in PyTorch's layout."""
+import copy
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Base class. ``param_groups`` is a list of dicts, each with ``params`` and the options;
+    ``state`` maps a parameter to a dict of its buffers (device arrays) and counters."""
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        self.state = {}
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group):
+        group = dict(group)
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for p in group["params"]:
+            if not isinstance(p, Tensor) or not p.requires_grad or not p.is_leaf:
+                raise TypeError(f"{type(self).__name__}: can only optimize leaf tensors that "
+                                f"require grad, got {type(p).__name__}")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown options {sorted(unknown)}")
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.grad = None
+
+    def step(self):
+        raise NotImplementedError
+
+    def _params(self):
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self):
+        """``{'state': {index: {name: value}}, 'param_groups': [...]}`` as torch: parameters are
+        numbered in group order, buffers are NumPy copies."""
+        index = {id(p): k for k, p in enumerate(self._params())}
+        state = {}
+        for p, s in self.state.items():
+            state[index[id(p)]] = {k: (v.device.backend.to_numpy(v.data) if isinstance(v, Tensor)
+                                       else copy.deepcopy(v)) for k, v in s.items()}
+        groups = []
+        for g in self.param_groups:
+            d = {k: v for k, v in g.items() if k != "params"}
+            d["params"] = [index[id(p)] for p in g["params"]]
+            groups.append(d)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore options and buffers; checks group sizes and buffer shapes before changing anything."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved parameter groups "
+                             f"{[len(g['params']) for g in groups]} do not match this optimizer's "
+                             f"{[len(g['params']) for g in self.param_groups]}")
+        by_index = {}
+        for saved, group in zip(groups, self.param_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+        new_state = {}
+        for k, s in state_dict["state"].items():
+            p = by_index.get(int(k))
+            if p is None:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown parameter {k}")
+            entry = {}
+            for name, v in s.items():
+                if isinstance(v, np.ndarray) and v.ndim > 0 or isinstance(v, Tensor):
+                    v = v.numpy() if isinstance(v, Tensor) else v
+                    if tuple(v.shape) != p.shape:
+                        raise ValueError(f"{type(self).__name__}.load_state_dict: '{name}' of "
+                                         f"parameter {k} has shape {tuple(v.shape)}, the parameter {p.shape}")
+                    v = Tensor(p.device.backend.from_numpy(v.astype(p.dtype)), p.device)
+                elif isinstance(v, np.ndarray):
+                    v = v.item()
+                entry[name] = v
+            new_state[p] = entry
+        self.state = new_state
+        for saved, group in zip(groups, self.param_groups):
+            for key, v in saved.items():
+                if key != "params":
+                    group[key] = v
