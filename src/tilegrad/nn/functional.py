@@ -140,6 +140,8 @@ def log_softmax(input, dim=-1):
     _check_same("log_softmax", input)
     if input.ndim == 0:
         raise ValueError("log_softmax: expects at least one dimension")
+    if not -input.ndim <= dim < input.ndim:
+        raise IndexError(f"log_softmax: dim {dim} is out of range for a tensor of {input.ndim} dimensions")
     dim = dim % input.ndim
     if dim == input.ndim - 1:
         return N.LogSoftmax.apply(input)
