@@ -1,0 +1,375 @@
+"""tilegrad.optim against torch.optim in float64: SGD and Adam updates and their buffers, parameter
+groups, state dicts, StepLR, and argument checks.
+
+Each parity test builds the same parameters in both frameworks and feeds both optimizers the same
+fresh random gradients every step (no autograd involved), so any difference is the optimizer's.
+"""
+import numpy as np
+import pytest
+
+import tilegrad as tg
+from helpers import assert_close, rng, torch
+
+RTOL = 1e-8
+SHAPES = [(3, 5), (7,), (2, 3, 4)]   # odd shapes, more than one parameter
+STEPS = 5
+
+
+def _need_torch():
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+
+
+def _params(seed=0, shapes=SHAPES):
+    """Equal float64 parameters in tilegrad and torch (never zero)."""
+    r = rng(seed)
+    arrays = [r.standard_normal(s) + 0.5 for s in shapes]
+    tg_p = [tg.tensor(a, requires_grad=True) for a in arrays]
+    th_p = [torch.tensor(a, requires_grad=True) for a in arrays] if torch is not None else None
+    return tg_p, th_p
+
+
+def _set_grads(tg_p, th_p, r, skip=()):
+    """The same fresh random gradient on both sides; indices in ``skip`` get no gradient."""
+    for k, (a, b) in enumerate(zip(tg_p, th_p)):
+        if k in skip:
+            a.grad, b.grad = None, None
+            continue
+        g = r.standard_normal(a.shape)
+        a.grad = tg.tensor(g)
+        b.grad = torch.tensor(g)
+
+
+def _run_both(tg_opt, th_opt, tg_p, th_p, steps=STEPS, seed=1, skip=()):
+    r = rng(seed)
+    for _ in range(steps):
+        _set_grads(tg_p, th_p, r, skip)
+        tg_opt.step()
+        th_opt.step()
+
+
+def _compare_params(tg_p, th_p, rtol=RTOL):
+    for k, (a, b) in enumerate(zip(tg_p, th_p)):
+        assert a.dtype == tg.float64
+        assert_close(a.numpy(), b.detach().numpy(), rtol=rtol, what=f"parameter {k}")
+
+
+def _compare_state(tg_opt, th_opt, tg_p, th_p, names, rtol=RTOL):
+    for k, (a, b) in enumerate(zip(tg_p, th_p)):
+        for name in names:
+            assert_close(tg_opt.state[a][name].numpy(), th_opt.state[b][name].numpy(),
+                         rtol=rtol, what=f"{name} of parameter {k}")
+
+
+# ---------------------------------------------------------------- SGD
+SGD_CASES = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.05, momentum=0.9),
+    "dampening": dict(lr=0.05, momentum=0.8, dampening=0.3),
+    "nesterov": dict(lr=0.03, momentum=0.9, nesterov=True),
+    "weight_decay": dict(lr=0.07, weight_decay=0.01),
+    "all": dict(lr=0.02, momentum=0.7, weight_decay=0.05, nesterov=True),
+}
+
+
+@pytest.mark.parametrize("case", list(SGD_CASES))
+def test_sgd_matches_torch(case):
+    _need_torch()
+    kw = SGD_CASES[case]
+    tg_p, th_p = _params()
+    tg_opt, th_opt = tg.optim.SGD(tg_p, **kw), torch.optim.SGD(th_p, **kw)
+    _run_both(tg_opt, th_opt, tg_p, th_p)
+    _compare_params(tg_p, th_p)
+    if kw.get("momentum"):
+        _compare_state(tg_opt, th_opt, tg_p, th_p, ["momentum_buffer"])
+    else:
+        assert all("momentum_buffer" not in tg_opt.state.get(p, {}) for p in tg_p)
+
+
+# ---------------------------------------------------------------- Adam
+ADAM_CASES = {
+    "default": dict(),
+    "custom": dict(lr=0.01, betas=(0.8, 0.95), eps=1e-6),
+    "weight_decay": dict(lr=3e-3, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("case", list(ADAM_CASES))
+def test_adam_matches_torch(case):
+    _need_torch()
+    kw = ADAM_CASES[case]
+    tg_p, th_p = _params()
+    tg_opt, th_opt = tg.optim.Adam(tg_p, **kw), torch.optim.Adam(th_p, **kw)
+    _run_both(tg_opt, th_opt, tg_p, th_p, steps=7)
+    _compare_params(tg_p, th_p)
+    _compare_state(tg_opt, th_opt, tg_p, th_p, ["exp_avg", "exp_avg_sq"])
+    for a, b in zip(tg_p, th_p):
+        assert tg_opt.state[a]["step"] == int(th_opt.state[b]["step"]) == 7
+
+
+# ---------------------------------------------------------------- groups, missing gradients
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_param_groups_with_their_own_lr(opt):
+    _need_torch()
+    tg_p, th_p = _params()
+    kw = dict(momentum=0.9) if opt == "SGD" else dict(betas=(0.85, 0.99))
+    tg_opt = getattr(tg.optim, opt)([{"params": tg_p[:2]}, {"params": tg_p[2:], "lr": 0.3}],
+                                    lr=0.01, **kw)
+    th_opt = getattr(torch.optim, opt)([{"params": th_p[:2]}, {"params": th_p[2:], "lr": 0.3}],
+                                       lr=0.01, **kw)
+    assert [g["lr"] for g in tg_opt.param_groups] == [0.01, 0.3]
+    _run_both(tg_opt, th_opt, tg_p, th_p)
+    _compare_params(tg_p, th_p)
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_parameters_without_grad_are_skipped(opt):
+    _need_torch()
+    tg_p, th_p = _params()
+    before = tg_p[1].numpy()
+    kw = dict(lr=0.1, momentum=0.9) if opt == "SGD" else dict(lr=0.01)
+    tg_opt, th_opt = getattr(tg.optim, opt)(tg_p, **kw), getattr(torch.optim, opt)(th_p, **kw)
+    _run_both(tg_opt, th_opt, tg_p, th_p, skip={1})
+    np.testing.assert_array_equal(tg_p[1].numpy(), before)
+    assert tg_p[1] not in tg_opt.state and th_p[1] not in th_opt.state
+    _compare_params(tg_p, th_p)
+
+
+def test_zero_grad_clears_gradients():
+    tg_p, _ = _params()
+    opt = tg.optim.SGD(tg_p, lr=0.1)
+    for p in tg_p:
+        p.grad = tg.tensor(rng(3).standard_normal(p.shape))
+    opt.zero_grad()
+    assert all(p.grad is None for p in tg_p)
+
+
+# ---------------------------------------------------------------- state dicts
+def _make(opt, params, groups):
+    if opt == "SGD":
+        return tg.optim.SGD(groups(params), lr=0.05, momentum=0.9, nesterov=True)
+    return tg.optim.Adam(groups(params), lr=0.01, betas=(0.8, 0.9), weight_decay=0.01)
+
+
+def _two_groups(params):
+    return [{"params": params[:1], "lr": 0.2}, {"params": params[1:]}]
+
+
+def _step_with(opt, params, r, steps):
+    for _ in range(steps):
+        for p in params:
+            p.grad = tg.tensor(r.standard_normal(p.shape))
+        opt.step()
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_state_dict_resume_continues_identically(opt):
+    pa, _ = _params(seed=4)
+    a = _make(opt, pa, _two_groups)
+    _step_with(a, pa, rng(5), 3)
+    saved = a.state_dict()
+    saved_params = [p.numpy() for p in pa]
+
+    # The saved dict is a snapshot: further steps of ``a`` must not change it.
+    r = rng(6)
+    grads = [[r.standard_normal(p.shape) for p in pa] for _ in range(4)]
+    for gs in grads:
+        for p, g in zip(pa, gs):
+            p.grad = tg.tensor(g)
+        a.step()
+
+    pb = [tg.tensor(v, requires_grad=True) for v in saved_params]
+    b = _make(opt, pb, lambda ps: [{"params": ps[:1], "lr": 0.9}, {"params": ps[1:]}])
+    b.load_state_dict(saved)
+    assert [g["lr"] for g in b.param_groups] == [0.2, 0.05 if opt == "SGD" else 0.01]
+    for gs in grads:
+        for p, g in zip(pb, gs):
+            p.grad = tg.tensor(g)
+        b.step()
+    for k, (x, y) in enumerate(zip(pa, pb)):
+        np.testing.assert_array_equal(y.numpy(), x.numpy(), err_msg=f"parameter {k}")
+    for x, y in zip(pa, pb):
+        for name, v in a.state[x].items():
+            w = b.state[y][name]
+            if isinstance(v, tg.Tensor):
+                np.testing.assert_array_equal(w.numpy(), v.numpy(), err_msg=name)
+            else:
+                assert w == v, name
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_state_dict_layout_like_torch(opt):
+    _need_torch()
+    tg_p, th_p = _params()
+    kw = dict(lr=0.1, momentum=0.9) if opt == "SGD" else dict(lr=0.01)
+    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.5}]  # noqa: E731
+    tg_opt = getattr(tg.optim, opt)(groups(tg_p), **kw)
+    th_opt = getattr(torch.optim, opt)(groups(th_p), **kw)
+    _run_both(tg_opt, th_opt, tg_p, th_p, steps=2, skip={1})
+    sd, ref = tg_opt.state_dict(), th_opt.state_dict()
+    assert set(sd) == {"state", "param_groups"}
+    assert sorted(sd["state"]) == sorted(ref["state"]) == [0, 2]
+    assert [g["params"] for g in sd["param_groups"]] == [g["params"] for g in ref["param_groups"]]
+    for g, h in zip(sd["param_groups"], ref["param_groups"]):
+        for key in kw:
+            assert g[key] == h[key]
+        assert g["lr"] == h["lr"]
+    for k in sd["state"]:
+        assert set(sd["state"][k]) == set(ref["state"][k])
+        for name, v in sd["state"][k].items():
+            if name == "step":
+                assert v == int(ref["state"][k][name])
+            else:
+                assert isinstance(v, np.ndarray)
+                assert_close(v, ref["state"][k][name].numpy(), rtol=RTOL, what=name)
+
+
+def test_adam_loads_torch_state_dict_and_continues_like_torch():
+    """Optimizer state moves from torch to tilegrad: torch's state dict with its tensors turned
+    into NumPy arrays (its ``step`` is a 0-d float tensor) loads, and both continue alike."""
+    _need_torch()
+    tg_p, th_p = _params(seed=8)
+    kw = dict(lr=0.02, betas=(0.7, 0.9))
+    th_opt = torch.optim.Adam(th_p, **kw)
+    r = rng(9)
+    for _ in range(3):
+        for p in th_p:
+            p.grad = torch.tensor(r.standard_normal(tuple(p.shape)))
+        th_opt.step()
+    with tg.no_grad():
+        for a, b in zip(tg_p, th_p):
+            a.data[...] = b.detach().numpy()
+    ref = th_opt.state_dict()
+    sd = {"state": {k: {n: v.numpy() for n, v in s.items()} for k, s in ref["state"].items()},
+          "param_groups": [dict(g) for g in ref["param_groups"]]}
+    tg_opt = tg.optim.Adam(tg_p, lr=0.5)
+    tg_opt.load_state_dict(sd)
+    assert tg_opt.param_groups[0]["lr"] == 0.02
+    _run_both(tg_opt, th_opt, tg_p, th_p, steps=3, seed=10)
+    _compare_params(tg_p, th_p)
+    _compare_state(tg_opt, th_opt, tg_p, th_p, ["exp_avg", "exp_avg_sq"])
+
+
+def _snapshot(opt):
+    sd = opt.state_dict()
+    return sd, {id(p): {n: (v.numpy() if isinstance(v, tg.Tensor) else v) for n, v in s.items()}
+                for p, s in opt.state.items()}
+
+
+def _assert_unchanged(opt, before):
+    sd, state = before
+    now = opt.state_dict()
+    assert [{k: v for k, v in g.items()} for g in now["param_groups"]] == sd["param_groups"]
+    assert set(id(p) for p in opt.state) == set(state)
+    for p, s in opt.state.items():
+        for n, v in s.items():
+            np.testing.assert_array_equal(v.numpy() if isinstance(v, tg.Tensor) else v, state[id(p)][n])
+
+
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_load_state_dict_rejects_mismatch_and_changes_nothing(opt):
+    tg_p, _ = _params(seed=11)
+    a = _make(opt, tg_p, lambda ps: ps)
+    _step_with(a, tg_p, rng(12), 2)
+    before = _snapshot(a)
+
+    # A state dict from an optimizer over fewer parameters.
+    fewer, _ = _params(seed=13, shapes=SHAPES[:2])
+    other = _make(opt, fewer, lambda ps: ps)
+    _step_with(other, fewer, rng(14), 1)
+    bad = other.state_dict()
+    bad["param_groups"][0]["lr"] = 123.0
+    with pytest.raises(ValueError):
+        a.load_state_dict(bad)
+    _assert_unchanged(a, before)
+
+    # The right parameters, one buffer of the wrong shape (and a changed lr that must not land).
+    bad = a.state_dict()
+    bad["param_groups"][0]["lr"] = 123.0
+    name = "momentum_buffer" if opt == "SGD" else "exp_avg_sq"
+    bad["state"][2][name] = np.ones((2, 3, 5))
+    with pytest.raises(ValueError):
+        a.load_state_dict(bad)
+    _assert_unchanged(a, before)
+
+
+# ---------------------------------------------------------------- StepLR
+def _steplr_pair(step_size, gamma):
+    tg_p, th_p = _params()
+    tg_opt = tg.optim.SGD([{"params": tg_p[:1]}, {"params": tg_p[1:], "lr": 0.3}], lr=0.7)
+    th_opt = torch.optim.SGD([{"params": th_p[:1]}, {"params": th_p[1:], "lr": 0.3}], lr=0.7)
+    return (tg_opt, tg.optim.lr_scheduler.StepLR(tg_opt, step_size, gamma),
+            th_opt, torch.optim.lr_scheduler.StepLR(th_opt, step_size, gamma))
+
+
+@pytest.mark.parametrize("step_size,gamma", [(3, 0.1), (1, 0.5), (4, 0.9)])
+def test_steplr_matches_torch(step_size, gamma):
+    _need_torch()
+    tg_opt, tg_s, th_opt, th_s = _steplr_pair(step_size, gamma)
+    seen = set()
+    for epoch in range(11):
+        # torch's StepLR multiplies by gamma (chained); tilegrad's is closed form: equal to rounding.
+        assert_close(tg_s.get_last_lr(), th_s.get_last_lr(), rtol=1e-12, what=f"lr at epoch {epoch}")
+        assert_close([g["lr"] for g in tg_opt.param_groups], [g["lr"] for g in th_opt.param_groups],
+                     rtol=1e-12, what=f"group lr at epoch {epoch}")
+        seen.add(round(tg_s.get_last_lr()[0], 12))
+        th_opt.step()   # torch warns when the scheduler steps before the optimizer
+        tg_s.step()
+        th_s.step()
+    assert tg_s.last_epoch == th_s.last_epoch == 11
+    assert len(seen) > 1
+
+
+def test_steplr_state_dict_round_trip():
+    _need_torch()
+    tg_opt, tg_s, th_opt, th_s = _steplr_pair(3, 0.5)
+    for _ in range(4):
+        th_opt.step()   # no gradients: a no-op that keeps torch's order check quiet
+        tg_s.step()
+        th_s.step()
+    opt_sd, s_sd = tg_opt.state_dict(), tg_s.state_dict()
+    assert s_sd["last_epoch"] == 4
+
+    fresh_p, _ = _params()
+    opt2 = tg.optim.SGD([{"params": fresh_p[:1]}, {"params": fresh_p[1:], "lr": 0.3}], lr=0.7)
+    s2 = tg.optim.lr_scheduler.StepLR(opt2, 3, 0.5)
+    opt2.load_state_dict(opt_sd)
+    s2.load_state_dict(s_sd)
+    assert s2.get_last_lr() == tg_s.get_last_lr()
+    for epoch in range(5, 12):
+        tg_s.step()
+        s2.step()
+        th_s.step()
+        assert s2.get_last_lr() == tg_s.get_last_lr(), f"epoch {epoch}"
+        assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in tg_opt.param_groups]
+        assert_close(s2.get_last_lr(), th_s.get_last_lr(), rtol=1e-12, what=f"lr at epoch {epoch}")
+
+
+# ---------------------------------------------------------------- bad arguments
+@pytest.mark.parametrize("make", [
+    lambda ps: tg.optim.SGD(ps, lr=-0.1),
+    lambda ps: tg.optim.SGD(ps, lr=0.1, nesterov=True),
+    lambda ps: tg.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True),
+    lambda ps: tg.optim.SGD(ps, lr=0.1, momentum=-0.5),
+    lambda ps: tg.optim.SGD(ps, lr=0.1, weight_decay=-1e-3),
+    lambda ps: tg.optim.Adam(ps, lr=-1e-3),
+    lambda ps: tg.optim.Adam(ps, betas=(1.0, 0.999)),
+    lambda ps: tg.optim.Adam(ps, betas=(0.9, -0.1)),
+    lambda ps: tg.optim.Adam(ps, eps=-1e-8),
+    lambda ps: tg.optim.lr_scheduler.StepLR(tg.optim.SGD(ps, lr=0.1), step_size=0),
+    lambda ps: tg.optim.SGD([], lr=0.1),
+], ids=["sgd-neg-lr", "nesterov-no-momentum", "nesterov-dampening", "sgd-neg-momentum",
+        "sgd-neg-wd", "adam-neg-lr", "adam-beta1", "adam-beta2", "adam-eps", "steplr-step0",
+        "empty"])
+def test_bad_arguments_raise_value_error(make):
+    tg_p, _ = _params()
+    with pytest.raises(ValueError):
+        make(tg_p)
+
+
+def test_non_leaf_or_frozen_parameters_are_rejected():
+    x = tg.tensor(rng(15).standard_normal((3, 2)), requires_grad=True)
+    with pytest.raises(TypeError):
+        tg.optim.SGD([x * 2], lr=0.1)
+    with pytest.raises(TypeError):
+        tg.optim.Adam([tg.tensor(rng(16).standard_normal(4))])
