@@ -94,6 +94,9 @@ def load(path):
     """Read what ``save`` wrote; a file that is not a whole tilegrad checkpoint is a ValueError."""
     path = os.fspath(path)
     try:
+        with open(path, "rb") as f:   # np.load would take a .npy or pickle for something else
+            if f.read(4) != b"PK\x03\x04":
+                raise ValueError("it is not a NumPy .npz (zip) archive")
         with np.load(path, allow_pickle=False) as z:
             if "__meta__" not in z.files:
                 raise ValueError("no __meta__ entry")
@@ -103,11 +106,11 @@ def load(path):
             if meta.get("version") != VERSION:
                 raise ValueError(f"version {meta.get('version')} (this tilegrad reads {VERSION})")
             arrays = [z[f"a{k}"] for k in range(len(z.files) - 1)]
+            structure, digest = meta["structure"], meta["sha256"]
     except FileNotFoundError:
         raise
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as e:
         raise ValueError(f"load: {path} is not a readable tilegrad checkpoint: {e}") from None
-    structure = meta["structure"]
-    if _digest(structure, arrays) != meta["sha256"]:
+    if _digest(structure, arrays) != digest:
         raise ValueError(f"load: {path} is corrupt: its SHA-256 digest does not match its contents")
     return _decode(json.loads(structure), arrays)

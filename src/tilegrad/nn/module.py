@@ -38,8 +38,11 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # Re-assigning a parameter (or module) keeps its place in the order, as in torch.
+        if not isinstance(value, Parameter):
+            self._parameters.pop(name, None)
+        if not isinstance(value, Module):
+            self._modules.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -62,15 +65,25 @@ class Module:
 
     # ------------------------------------------------------------ traversal
     def named_children(self):
-        return iter(self._modules.items())
+        """(name, module) for each direct child, a module registered twice only once (as torch)."""
+        seen = set()
+        for name, m in self._modules.items():
+            if id(m) not in seen:
+                seen.add(id(m))
+                yield name, m
 
     def children(self):
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix="", _seen=None):
+        """(dotted name, module) for ``self`` and every descendant, each module once (as torch)."""
+        seen = set() if _seen is None else _seen
+        if id(self) in seen:
+            return
+        seen.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self):
         return (m for _, m in self.named_modules())
@@ -87,6 +100,15 @@ class Module:
 
     def parameters(self):
         return (p for _, p in self.named_parameters())
+
+    def _parameter_slots(self, prefix=""):
+        """(dotted name, Parameter) for every place a parameter is registered: a shared one under
+        each of its names, as the keys of torch's ``state_dict``."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p
+        for name, m in self._modules.items():
+            yield from m._parameter_slots(f"{prefix}{name}.")
 
     def apply(self, fn):
         for m in self.children():
@@ -129,13 +151,13 @@ class Module:
     # ------------------------------------------------------------ state
     def state_dict(self):
         """An ordered dict of NumPy copies of the parameters, under PyTorch's dotted names."""
-        return collections.OrderedDict((k, p.numpy()) for k, p in self.named_parameters())
+        return collections.OrderedDict((k, p.numpy()) for k, p in self._parameter_slots())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy the arrays of ``state_dict`` into the parameters (values cast to each parameter's
         dtype). Every key and shape is checked before anything is written; with ``strict``,
         missing or unexpected keys are errors, else they are returned."""
-        own = dict(self.named_parameters())
+        own = dict(self._parameter_slots())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):

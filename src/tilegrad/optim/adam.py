@@ -16,6 +16,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def step(self):
+        self._check_grads()
         with no_grad():
             for g in self.param_groups:
                 b1, b2 = g["betas"]

@@ -47,6 +47,20 @@ class Optimizer:
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
 
+    def _check_grads(self):
+        """Every gradient matches its parameter; checked before ``step`` updates anything, so a
+        bad one changes no parameter and no state."""
+        for k, p in enumerate(self._params()):
+            g = p.grad
+            if g is None:
+                continue
+            if g.dtype != p.dtype or g.device != p.device:
+                raise TypeError(f"{type(self).__name__}.step: the gradient of parameter {k} is "
+                                f"{g.dtype} on {g.device}, the parameter {p.dtype} on {p.device}")
+            if g.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: the gradient of parameter {k} has "
+                                 f"shape {g.shape}, the parameter {p.shape}")
+
     def state_dict(self):
         """``{'state': {index: {name: value}}, 'param_groups': [...]}`` as torch: parameters are
         numbered in group order, buffers are NumPy copies."""

@@ -19,6 +19,7 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def step(self):
+        self._check_grads()
         with no_grad():
             for g in self.param_groups:
                 for p in g["params"]:

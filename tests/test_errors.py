@@ -1,0 +1,492 @@
+"""Bad input gets a clear ValueError/TypeError naming the op and the shapes or dtypes involved,
+and changes nothing: no parameter, gradient, optimizer state or model state is touched."""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tilegrad as tg
+from tilegrad import nn
+from tilegrad.nn import functional as F
+
+CUDA = tg.device("cuda")
+needs_disabled_cuda = pytest.mark.skipif(CUDA.available, reason="cuda is available here")
+
+
+def msg(*parts):
+    """A regex matching ``parts`` in order, each literally (shapes like "(3, 4)" included)."""
+    return ".*".join(re.escape(str(p)) for p in parts)
+
+
+def snapshot(*tensors):
+    """Values and gradients of ``tensors`` as NumPy copies."""
+    return [(t.numpy(), None if t.grad is None else t.grad.numpy()) for t in tensors]
+
+
+def assert_unchanged(before, tensors):
+    for k, ((values, grad), t) in enumerate(zip(before, tensors)):
+        assert t.numpy().dtype == values.dtype and np.array_equal(t.numpy(), values), \
+            f"tensor {k} changed"
+        if grad is None:
+            assert t.grad is None, f"tensor {k} got a gradient"
+        else:
+            assert np.array_equal(t.grad.numpy(), grad), f"gradient of tensor {k} changed"
+
+
+def with_grads(module, *inputs):
+    """Run one forward and backward so that every parameter holds a (non-zero) gradient."""
+    out = module(*inputs)
+    (out * tg.randn(*out.shape)).sum().backward()
+    return list(module.parameters())
+
+
+# ---------------------------------------------------------------- matmul
+
+@pytest.mark.parametrize("op", [lambda a, b: a @ b, tg.matmul], ids=["@", "matmul"])
+def test_matmul_inner_dimension_mismatch(op):
+    a, b = tg.randn(3, 4, requires_grad=True), tg.randn(5, 2, requires_grad=True)
+    before = snapshot(a, b)
+    with pytest.raises(ValueError, match=msg("matmul", (3, 4), (5, 2))):
+        op(a, b)
+    assert_unchanged(before, [a, b])
+
+
+def test_matmul_vector_and_batch_mismatch():
+    with pytest.raises(ValueError, match=msg("matmul", (3,), (4,))):
+        tg.randn(3) @ tg.randn(4)
+    with pytest.raises(ValueError, match=msg("matmul", (7, 3), (4,))):
+        tg.randn(7, 3) @ tg.randn(4)
+    with pytest.raises(ValueError, match=msg("matmul", (2, 3, 4), (3, 4, 5))):
+        tg.randn(2, 3, 4) @ tg.randn(3, 4, 5)
+    with pytest.raises(ValueError, match=msg("matmul", (), (3,))):
+        tg.matmul(tg.randn(()), tg.randn(3))
+
+
+def test_matmul_dtype_mismatch():
+    a, b = tg.randn(3, 4), tg.randn(4, 2, dtype=tg.float64)
+    with pytest.raises(TypeError, match=msg("matmul", "float32", "float64")):
+        a @ b
+
+
+# ---------------------------------------------------------------- linear
+
+def test_functional_linear_shape_mismatch():
+    x, w = tg.randn(3, 7), tg.randn(5, 4)
+    with pytest.raises(ValueError, match=msg("linear", (3, 7), (5, 4))):
+        F.linear(x, w)
+    with pytest.raises(ValueError, match=msg("linear", "bias", (4,), (5, 4))):
+        F.linear(tg.randn(3, 4), w, tg.randn(4))
+
+
+def test_linear_module_shape_mismatch_changes_nothing():
+    m = nn.Linear(4, 5)
+    params = with_grads(m, tg.randn(3, 4))
+    before = snapshot(*params)
+    with pytest.raises(ValueError, match=msg("linear", (2, 3, 7), (5, 4))):
+        m(tg.randn(2, 3, 7))
+    assert_unchanged(before, params)
+
+
+def test_linear_float64_input_into_float32_layer():
+    m = nn.Linear(4, 5)
+    params = with_grads(m, tg.randn(2, 4))
+    before = snapshot(*params)
+    with pytest.raises(TypeError, match=msg("linear", "float64", "float32")):
+        m(tg.randn(2, 4, dtype=tg.float64))
+    assert_unchanged(before, params)
+    assert m(tg.randn(2, 4, dtype=tg.float64).float()).dtype == tg.float32
+
+
+def test_linear_integer_input():
+    with pytest.raises(TypeError, match=msg("linear", "int64")):
+        nn.Linear(3, 2)(tg.arange(6).reshape(2, 3))
+
+
+# ---------------------------------------------------------------- conv2d
+
+def test_conv2d_channel_mismatch():
+    x, w = tg.randn(2, 3, 7, 9), tg.randn(4, 2, 3, 3)
+    with pytest.raises(ValueError, match=msg("conv2d", (2, 3, 7, 9), (4, 2, 3, 3))):
+        F.conv2d(x, w)
+
+
+def test_conv2d_non_4d_input_changes_nothing():
+    m = nn.Conv2d(3, 4, 3)
+    params = with_grads(m, tg.randn(1, 3, 5, 6))
+    before = snapshot(*params)
+    with pytest.raises(ValueError, match=msg("conv2d", (3, 7, 9), (4, 3, 3, 3))):
+        m(tg.randn(3, 7, 9))
+    assert_unchanged(before, params)
+
+
+def test_conv2d_kernel_larger_than_input():
+    x, w = tg.randn(2, 3, 4, 6), tg.randn(4, 3, 5, 5)
+    with pytest.raises(ValueError, match=msg("conv2d", "kernel", (5, 5), (2, 3, 4, 6))):
+        F.conv2d(x, w)
+    # Padding counts: the same kernel fits once the input is padded to 6 x 8.
+    assert F.conv2d(x, w, padding=1).shape == (2, 4, 2, 4)
+
+
+def test_conv2d_dtype_mismatch():
+    with pytest.raises(TypeError, match=msg("conv2d", "float32", "float64")):
+        F.conv2d(tg.randn(1, 2, 5, 5), tg.randn(3, 2, 3, 3, dtype=tg.float64))
+
+
+# ---------------------------------------------------------------- cross-entropy and embedding
+
+def test_cross_entropy_shape_mismatch():
+    logits = tg.randn(3, 5, requires_grad=True)
+    with pytest.raises(ValueError, match=msg("cross_entropy", (3, 5), (2,))):
+        F.cross_entropy(logits, tg.tensor([1, 2]))
+    with pytest.raises(ValueError, match=msg("cross_entropy", (3, 5), (3, 1))):
+        nn.CrossEntropyLoss()(logits, tg.tensor([[1], [2], [0]]))
+    with pytest.raises(ValueError, match=msg("cross_entropy", (5,), ())):
+        F.cross_entropy(tg.randn(5), tg.tensor(1))
+    assert logits.grad is None
+
+
+def test_cross_entropy_non_integer_target():
+    with pytest.raises(TypeError, match=msg("cross_entropy", "target", "float32")):
+        F.cross_entropy(tg.randn(3, 5), tg.tensor([1.0, 2.0, 0.0]))
+    with pytest.raises(TypeError, match=msg("cross_entropy", "target", "list")):
+        F.cross_entropy(tg.randn(3, 5), [1, 2, 0])
+
+
+@pytest.mark.parametrize("bad", [5, 17, -1, -6])
+def test_cross_entropy_class_index_out_of_range(bad):
+    logits = tg.randn(4, 5, requires_grad=True)
+    before = snapshot(logits)
+    target = tg.tensor([1, 4, bad, 0])
+    with pytest.raises(ValueError, match=msg("cross_entropy", bad, "5 classes")):
+        F.cross_entropy(logits, target)
+    assert_unchanged(before, [logits])
+
+
+@pytest.mark.parametrize("bad", [6, 11, -1])
+def test_embedding_index_out_of_range(bad):
+    m = nn.Embedding(6, 3)
+    params = with_grads(m, tg.tensor([[0, 5], [2, 2]]))
+    before = snapshot(*params)
+    with pytest.raises(ValueError, match=msg("embedding", bad, "6 rows")):
+        m(tg.tensor([[1, bad], [3, 0]]))
+    assert_unchanged(before, params)
+
+
+def test_embedding_float_indices():
+    with pytest.raises(TypeError, match=msg("embedding", "float32")):
+        nn.Embedding(6, 3)(tg.tensor([1.0, 2.0]))
+
+
+# ---------------------------------------------------------------- dtypes
+
+@pytest.mark.parametrize("name, op", [("add", lambda a, b: a + b), ("sub", lambda a, b: a - b),
+                                      ("mul", lambda a, b: a * b), ("div", lambda a, b: a / b)])
+def test_float32_with_float64(name, op):
+    a = tg.randn(3, 4, requires_grad=True)
+    b = tg.randn(3, 4, dtype=tg.float64, requires_grad=True)
+    before = snapshot(a, b)
+    with pytest.raises(TypeError, match=msg(name, "float32", "float64")):
+        op(a, b)
+    with pytest.raises(TypeError, match=msg(name, "float64", "float32")):
+        op(b, a)
+    assert_unchanged(before, [a, b])
+
+
+# ---------------------------------------------------------------- devices
+
+@needs_disabled_cuda
+@pytest.mark.parametrize("make", [
+    lambda: tg.tensor([1.0, 2.0], device="cuda"),
+    lambda: tg.randn(2, 3, device="cuda:0"),
+    lambda: tg.zeros(3, device="cuda"),
+    lambda: nn.Linear(2, 3, device="cuda"),
+], ids=["tensor", "randn", "zeros", "Linear"])
+def test_unavailable_device_gives_the_reason(make):
+    assert CUDA.reason
+    with pytest.raises(tg.DeviceUnavailableError, match=msg("cuda", CUDA.reason)):
+        make()
+
+
+@needs_disabled_cuda
+def test_moving_to_unavailable_device_changes_nothing():
+    x = tg.randn(3, 2)
+    with pytest.raises(tg.DeviceUnavailableError, match=msg("cuda", CUDA.reason)):
+        x.to("cuda")
+    assert x.device == tg.device("cpu")
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    params = with_grads(m, tg.randn(5, 3))
+    before = snapshot(*params)
+    with pytest.raises(tg.DeviceUnavailableError):
+        m.to("cuda")
+    assert_unchanged(before, params)
+    assert all(p.device.name == "cpu" for p in params)
+
+
+def test_unknown_device_name():
+    with pytest.raises(ValueError, match=msg("device", "tpu", "cpu")):
+        tg.tensor([1.0], device="tpu")
+    with pytest.raises(ValueError, match=msg("device", "npu:1")):
+        tg.randn(2, device="npu:1")
+    with pytest.raises(TypeError, match=msg("device", "int")):
+        tg.zeros(2, device=3)
+
+
+def _on_other_device(t):
+    """``t`` on a second device (the NumPy backend under another name): no GPU needed to see
+    that ops refuse to mix devices."""
+    other = tg.Device("cpu-other", tg.device("cpu").backend)
+    return tg.Tensor(t.numpy(), other)
+
+
+def test_device_mismatch():
+    a, b = tg.randn(3, 4), _on_other_device(tg.randn(3, 4))
+    with pytest.raises(ValueError, match=msg("add", "different devices", "cpu", "cpu-other")):
+        a + b
+    with pytest.raises(ValueError, match=msg("matmul", "different devices")):
+        a @ b.T
+    with pytest.raises(ValueError, match=msg("linear", "different devices")):
+        F.linear(a, _on_other_device(tg.randn(2, 4)))
+
+
+# ---------------------------------------------------------------- backward
+
+def test_backward_non_scalar_needs_gradient():
+    x = tg.randn(3, 5, requires_grad=True)
+    y = x.exp()
+    with pytest.raises(ValueError, match=msg("backward", (3, 5))):
+        y.backward()
+    assert x.grad is None
+
+
+def test_backward_wrongly_shaped_gradient_changes_nothing():
+    x = tg.randn(3, 5, requires_grad=True)
+    (x * x).sum().backward()
+    before = snapshot(x)
+    y = x * 3
+    with pytest.raises(ValueError, match=msg("backward", (5, 3), (3, 5))):
+        y.backward(tg.randn(5, 3))
+    with pytest.raises(ValueError, match=msg("backward", (15,), (3, 5))):
+        y.backward(np.ones(15, dtype=np.float32))
+    with pytest.raises((TypeError, ValueError), match=msg("backward", "float64", "float32")):
+        y.backward(tg.randn(3, 5, dtype=tg.float64))
+    assert_unchanged(before, [x])
+
+
+def test_backward_without_requires_grad():
+    with pytest.raises(ValueError, match=msg("backward", "does not require grad")):
+        tg.randn(3).sum().backward()
+
+
+# ---------------------------------------------------------------- broadcasting
+
+def _shapes_that_do_not_broadcast():
+    def fix(pair):
+        a, b = pair
+        try:
+            np.broadcast_shapes(a, b)
+            return None
+        except ValueError:
+            return a, b
+    dims = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+    return st.tuples(dims, dims).map(fix).filter(lambda p: p is not None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_shapes_that_do_not_broadcast())
+def test_broadcast_failure_names_both_shapes(shapes):
+    sa, sb = shapes
+    a, b = tg.randn(*sa, requires_grad=True), tg.randn(*sb, requires_grad=True)
+    before = snapshot(a, b)
+    with pytest.raises(ValueError, match=msg("add", sa, sb, "broadcast")):
+        a + b
+    with pytest.raises(ValueError, match=msg("mul", sa, sb, "broadcast")):
+        a * b
+    assert_unchanged(before, [a, b])
+
+
+def test_broadcast_failure_with_numpy_operand():
+    x = tg.randn(3, 4)
+    with pytest.raises(ValueError, match=msg("add", (3, 4), (5,))):
+        x + np.ones(5, dtype=np.float32)
+    with pytest.raises(ValueError, match=msg("mul", (3, 4), (2, 4))):
+        np.ones((2, 4), dtype=np.float32) * x
+
+
+# ---------------------------------------------------------------- reshape and requires_grad
+
+@pytest.mark.parametrize("shape", [(5, 2), (-1, 4), (2, -1, -1), (0, -1), (13,)])
+def test_reshape_incompatible(shape):
+    x = tg.randn(3, 5, requires_grad=True)
+    before = snapshot(x)
+    with pytest.raises(ValueError, match=msg("reshape", shape, (3, 5), "15")):
+        x.reshape(*shape)
+    with pytest.raises(ValueError, match=msg("reshape", shape, (3, 5))):
+        x.view(shape)
+    assert_unchanged(before, [x])
+
+
+@pytest.mark.parametrize("dtype", [tg.int64, tg.int32, tg.uint8, tg.bool_])
+def test_requires_grad_on_integer_tensor(dtype):
+    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+        tg.zeros(2, 3, dtype=dtype, requires_grad=True)
+    t = tg.ones(4, dtype=dtype)
+    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+        t.requires_grad_()
+    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+        t.requires_grad = True
+    assert t.requires_grad is False
+
+
+def test_requires_grad_on_python_ints():
+    with pytest.raises(TypeError, match=msg("requires_grad", "int64")):
+        tg.tensor([1, 2, 3], requires_grad=True)
+    with pytest.raises(TypeError, match=msg("randn", "int64")):
+        tg.randn(2, dtype=tg.int64)
+
+
+# ---------------------------------------------------------------- load_state_dict
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(3, 6)
+        self.block = nn.Sequential(nn.ReLU(), nn.Linear(6, 4), nn.ReLU())
+        self.head = nn.Linear(4, 2, bias=False)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)))
+
+
+def _fresh_state(model):
+    """A state dict for ``model`` with new random values (so that a partial write shows)."""
+    r = np.random.default_rng(7)
+    return {k: r.standard_normal(v.shape).astype(v.dtype) for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def net():
+    m = Net()
+    with_grads(m, tg.randn(5, 3))
+    return m
+
+
+def _assert_model_unchanged(model, before_state, before_params):
+    after = model.state_dict()
+    assert list(after) == list(before_state)
+    for k in before_state:
+        assert np.array_equal(after[k], before_state[k]), f"{k} changed"
+    assert_unchanged(before_params, list(model.parameters()))
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_load_state_dict_mis_shaped_key(net, strict):
+    before_state, before_params = net.state_dict(), snapshot(*net.parameters())
+    bad = _fresh_state(net)
+    bad["block.1.weight"] = np.ones((6, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=msg("load_state_dict", "block.1.weight", (6, 4), (4, 6))):
+        net.load_state_dict(bad, strict=strict)
+    _assert_model_unchanged(net, before_state, before_params)
+
+
+def test_load_state_dict_missing_key(net):
+    before_state, before_params = net.state_dict(), snapshot(*net.parameters())
+    bad = _fresh_state(net)
+    del bad["stem.bias"]
+    with pytest.raises(ValueError, match=msg("load_state_dict", "missing", "stem.bias")):
+        net.load_state_dict(bad)
+    _assert_model_unchanged(net, before_state, before_params)
+
+
+def test_load_state_dict_extra_key(net):
+    before_state, before_params = net.state_dict(), snapshot(*net.parameters())
+    bad = _fresh_state(net)
+    bad["head.bias"] = np.zeros(2, dtype=np.float32)
+    with pytest.raises(ValueError, match=msg("load_state_dict", "unexpected", "head.bias")):
+        net.load_state_dict(bad)
+    _assert_model_unchanged(net, before_state, before_params)
+
+
+def test_load_state_dict_non_numeric_value(net):
+    before_state, before_params = net.state_dict(), snapshot(*net.parameters())
+    bad = _fresh_state(net)
+    bad["head.weight"] = np.array([["a", "b", "c", "d"]] * 2)
+    with pytest.raises(TypeError, match=msg("load_state_dict", "head.weight")):
+        net.load_state_dict(bad)
+    _assert_model_unchanged(net, before_state, before_params)
+
+
+def test_load_state_dict_not_strict_loads_the_rest(net):
+    new = _fresh_state(net)
+    old_bias = net.stem.bias.numpy()
+    partial = {k: v for k, v in new.items() if k != "stem.bias"}
+    partial["extra.weight"] = np.ones(3, dtype=np.float32)
+    result = net.load_state_dict(partial, strict=False)
+    assert result.missing_keys == ["stem.bias"]
+    assert result.unexpected_keys == ["extra.weight"]
+    missing, unexpected = result   # unpacks like torch's named tuple
+    assert (missing, unexpected) == (["stem.bias"], ["extra.weight"])
+    after = net.state_dict()
+    assert np.array_equal(after["stem.bias"], old_bias)
+    for k, v in partial.items():
+        if k in after:
+            assert np.array_equal(after[k], v), k
+
+
+# ---------------------------------------------------------------- optimizers
+
+def _optimizer_state(opt):
+    sd = opt.state_dict()
+    return {k: {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in s.items()}
+            for k, s in sd["state"].items()}, [dict(g) for g in sd["param_groups"]]
+
+
+def _assert_optimizer_unchanged(opt, before):
+    state, groups = _optimizer_state(opt)
+    assert groups == before[1]
+    assert state.keys() == before[0].keys()
+    for k in state:
+        for n, v in state[k].items():
+            assert np.array_equal(v, before[0][k][n]), f"state {k}.{n} changed"
+
+
+@pytest.mark.parametrize("make", [lambda ps: tg.optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: tg.optim.Adam(ps, lr=0.01)], ids=["SGD", "Adam"])
+def test_optimizer_step_with_mismatched_grad_changes_nothing(make):
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    params = with_grads(m, tg.randn(5, 3))
+    opt = make(params)
+    opt.step()
+    with_grads(m, tg.randn(5, 3))
+    params[2].grad = tg.randn(4, 2)           # transposed: wrong shape
+    before, before_state = snapshot(*params), _optimizer_state(opt)
+    with pytest.raises(ValueError, match=msg(type(opt).__name__, (4, 2), (2, 4))):
+        opt.step()
+    assert_unchanged(before, params)
+    _assert_optimizer_unchanged(opt, before_state)
+    params[2].grad = tg.randn(2, 4, dtype=tg.float64)
+    before = snapshot(*params)
+    with pytest.raises(TypeError, match=msg(type(opt).__name__, "float64", "float32")):
+        opt.step()
+    assert_unchanged(before, params)
+    _assert_optimizer_unchanged(opt, before_state)
+
+
+def test_optimizer_load_state_dict_mismatch_changes_nothing():
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = tg.optim.Adam(m.parameters(), lr=0.01)
+    with_grads(m, tg.randn(5, 3))
+    opt.step()
+    before = _optimizer_state(opt)
+    bad = opt.state_dict()
+    bad["param_groups"][0]["lr"] = 0.5
+    bad["state"][3]["exp_avg"] = np.ones(7, dtype=np.float32)
+    with pytest.raises(ValueError, match=msg("Adam", "exp_avg", (7,), (2,))):
+        opt.load_state_dict(bad)
+    _assert_optimizer_unchanged(opt, before)
+    fewer = opt.state_dict()
+    fewer["param_groups"][0]["params"] = fewer["param_groups"][0]["params"][:3]
+    with pytest.raises(ValueError, match=msg("Adam", "[3]", "[4]")):
+        opt.load_state_dict(fewer)
+    _assert_optimizer_unchanged(opt, before)
