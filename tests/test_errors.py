@@ -269,7 +269,7 @@ def test_backward_wrongly_shaped_gradient_changes_nothing():
         y.backward(tg.randn(5, 3))
     with pytest.raises(ValueError, match=msg("backward", (15,), (3, 5))):
         y.backward(np.ones(15, dtype=np.float32))
-    with pytest.raises((TypeError, ValueError), match=msg("backward", "float64", "float32")):
+    with pytest.raises(TypeError, match=msg("backward", "float64", "float32")):
         y.backward(tg.randn(3, 5, dtype=tg.float64))
     assert_unchanged(before, [x])
 

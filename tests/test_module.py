@@ -107,6 +107,15 @@ def test_zero_grad_sets_none():
     m(tg.randn(5, 3)).sum().backward()
     opt.zero_grad()
     assert all(p.grad is None for p in m.parameters())
+    m(tg.randn(5, 3)).sum().backward()
+    m.zero_grad(set_to_none=False)
+    assert all(not p.grad.numpy().any() and p.grad.shape == p.shape for p in m.parameters())
+
+
+def test_numpy_scalars_keep_their_dtype_as_torch():
+    assert tg.tensor(np.float64(1.5)).dtype == tg.float64
+    assert tg.tensor(np.int32(3)).dtype == tg.int32
+    assert tg.tensor(1.5).dtype == tg.float32
 
 
 def test_shared_parameter_appears_once():

@@ -142,6 +142,11 @@ def test_zero_grad_clears_gradients():
         p.grad = tg.tensor(rng(3).standard_normal(p.shape))
     opt.zero_grad()
     assert all(p.grad is None for p in tg_p)
+    for p in tg_p:
+        p.grad = tg.tensor(rng(4).standard_normal(p.shape))
+    opt.zero_grad(set_to_none=False)     # as torch: zero-filled gradients of the right shape
+    for p in tg_p:
+        np.testing.assert_array_equal(p.grad.numpy(), np.zeros(p.shape))
 
 
 # ---------------------------------------------------------------- state dicts
@@ -248,6 +253,17 @@ def test_adam_loads_torch_state_dict_and_continues_like_torch():
     _run_both(tg_opt, th_opt, tg_p, th_p, steps=3, seed=10)
     _compare_params(tg_p, th_p)
     _compare_state(tg_opt, th_opt, tg_p, th_p, ["exp_avg", "exp_avg_sq"])
+
+
+def test_torch_state_dict_with_an_option_we_lack_is_refused():
+    """amsgrad=True (or maximize=True) from torch would be silently ignored: refuse it instead."""
+    _need_torch()
+    tg_p, th_p = _params(seed=11)
+    ref = torch.optim.Adam(th_p, lr=0.02, amsgrad=True).state_dict()
+    tg_opt = tg.optim.Adam(tg_p, lr=0.5)
+    with pytest.raises(ValueError, match="amsgrad"):
+        tg_opt.load_state_dict({"state": {}, "param_groups": [dict(g) for g in ref["param_groups"]]})
+    assert tg_opt.param_groups[0]["lr"] == 0.5
 
 
 def _snapshot(opt):

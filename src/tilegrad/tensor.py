@@ -179,13 +179,20 @@ class Tensor:
             g = self._be.full(self.shape, 1, self.dtype)
         else:
             gradient = gradient if isinstance(gradient, Tensor) else tensor(gradient, dtype=self.dtype)
-            if gradient.shape != self.shape or gradient.dtype != self.dtype:
-                raise ValueError(f"backward: gradient has shape {gradient.shape} and dtype "
-                                 f"{gradient.dtype}, the tensor {self.shape} and {self.dtype}")
+            if gradient.shape != self.shape:
+                raise ValueError(f"backward: gradient has shape {gradient.shape}, the tensor {self.shape}")
+            if gradient.dtype != self.dtype:
+                raise TypeError(f"backward: gradient has dtype {gradient.dtype}, the tensor {self.dtype}")
             if gradient.device != self.device:
                 raise ValueError(f"backward: gradient is on {gradient.device}, the tensor on {self.device}")
             g = gradient.data
         autograd.backward(self, g)
+
+    def _zero_grad(self, set_to_none=True):
+        if set_to_none or self.grad is None:
+            self.grad = None
+        else:
+            self.grad = Tensor(self._be.full(self.shape, 0, self.dtype), self.device)
 
     def _accumulate(self, g):
         if self.grad is None:
@@ -472,9 +479,10 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         data = data.numpy()
     arr = np.asarray(data)
     if dtype is None:
-        if arr.dtype.kind == "f" and not isinstance(data, np.ndarray):
+        from_python = not isinstance(data, (np.ndarray, np.generic))
+        if arr.dtype.kind == "f" and from_python:
             dtype = dtypes.get_default_dtype()
-        elif arr.dtype.kind in "iu" and not isinstance(data, np.ndarray):
+        elif arr.dtype.kind in "iu" and from_python:
             dtype = dtypes.int64
         else:
             dtype = arr.dtype

@@ -126,8 +126,9 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
         for p in self.parameters():
-            p.grad = None
+            p._zero_grad(set_to_none)
 
     def to(self, device=None, dtype=None):
         """Move (and/or cast) every parameter in place; returns the module."""

@@ -25,7 +25,10 @@ class StepLR:
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self):
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        return {"step_size": self.step_size, "gamma": self.gamma, "base_lrs": list(self.base_lrs),
+                "last_epoch": self.last_epoch, "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state_dict):
-        self.__dict__.update(state_dict)
+        self.step_size, self.gamma = state_dict["step_size"], state_dict["gamma"]
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch, self._last_lr = state_dict["last_epoch"], list(state_dict["_last_lr"])

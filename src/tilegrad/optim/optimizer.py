@@ -37,9 +37,9 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none=True):
-        for g in self.param_groups:
-            for p in g["params"]:
-                p.grad = None
+        """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
+        for p in self._params():
+            p._zero_grad(set_to_none)
 
     def step(self):
         raise NotImplementedError
@@ -84,6 +84,12 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.load_state_dict: the saved parameter groups "
                              f"{[len(g['params']) for g in groups]} do not match this optimizer's "
                              f"{[len(g['params']) for g in self.param_groups]}")
+        for saved in groups:   # options of torch's we don't have are fine only when off
+            unsupported = {k: v for k, v in saved.items()
+                           if k not in self.defaults and k not in ("params", "initial_lr") and v}
+            if unsupported:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: options {unsupported} "
+                                 f"are not supported")
         by_index = {}
         for saved, group in zip(groups, self.param_groups):
             by_index.update(zip(saved["params"], group["params"]))
@@ -107,5 +113,5 @@ class Optimizer:
         self.state = new_state
         for saved, group in zip(groups, self.param_groups):
             for key, v in saved.items():
-                if key != "params":
-                    group[key] = v
+                if key in self.defaults or key == "initial_lr":
+                    group[key] = tuple(v) if isinstance(v, list) else v
