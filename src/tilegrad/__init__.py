@@ -11,12 +11,14 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import Device, DeviceUnavailableError, device, devices
 from .dtypes import (bool_, double, float32, float64, get_default_dtype, int32, int64, long,
                      set_default_dtype, uint8)
-from .dtypes import float as float  # noqa: F401  (torch.float)
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, save
-from .tensor import (Tensor, arange, cat, from_numpy, full, matmul, ones, ones_like, rand, randn,
-                     stack, tensor, zeros, zeros_like)
+from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn, tensor, zeros,
+                       zeros_like)
+from .tensor import Tensor, cat, matmul, stack
 from . import nn, optim  # noqa: E402  (nn and optim build on the names above)
+
+float = float32   # torch.float
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,8 @@ import zipfile
 
 import numpy as np
 
-from .tensor import Tensor, tensor
+from .creation import tensor
+from .tensor import Tensor
 
 FORMAT = "tilegrad-checkpoint"
 VERSION = 1

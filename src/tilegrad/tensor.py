@@ -130,12 +130,12 @@ class Tensor:
         if dtype is not None:
             dtype = dtypes.as_dtype(dtype, "to")
             if dtype != self.dtype:
-                out = _Cast.apply(out, dtype)
+                out = S.Cast.apply(out, dtype)
         if device is not None:
             dev = get_device(device)
             if dev != self.device:
                 dev.backend   # raises if the device is unavailable
-                out = _ToDevice.apply(out, dev)
+                out = S.ToDevice.apply(out, dev)
         return out
 
     def cpu(self):
@@ -178,7 +178,8 @@ class Tensor:
                                  f"gradient=")
             g = self._be.full(self.shape, 1, self.dtype)
         else:
-            gradient = gradient if isinstance(gradient, Tensor) else tensor(gradient, dtype=self.dtype)
+            if not isinstance(gradient, Tensor):
+                gradient = _creation().tensor(gradient, dtype=self.dtype, device=self.device)
             if gradient.shape != self.shape:
                 raise ValueError(f"backward: gradient has shape {gradient.shape}, the tensor {self.shape}")
             if gradient.dtype != self.dtype:
@@ -393,35 +394,17 @@ class Tensor:
         return S.Index.apply(self, key)
 
 
-class _Cast(autograd.Function):
-    name = "to"
-
-    def forward(self, x, dtype):
-        self.in_dtype = x.dtype
-        return self.backend.astype(x, dtype)
-
-    def backward(self, grad):
-        return self.backend.astype(grad, self.in_dtype)
-
-
-class _ToDevice(autograd.Function):
-    name = "to"
-
-    def forward(self, x, device):
-        self.src = self.backend
-        self.dst = device.backend
-        return device.backend.from_numpy(self.backend.to_numpy(x))
-
-    def backward(self, grad):
-        return self.src.from_numpy(self.dst.to_numpy(grad))
-
-
 def _as_tensor(x, like):
     if isinstance(x, Tensor):
         return x
     if isinstance(x, _Scalar):
         return Tensor(like._be.full((), x, like.dtype), like.device)
-    return tensor(x, device=like.device)
+    return _creation().tensor(x, device=like.device)
+
+
+def _creation():
+    from . import creation   # creation builds Tensors, so it imports this module
+    return creation
 
 
 def _check_binary(op, a, b):
@@ -460,105 +443,6 @@ def matmul(a, b):
     if a.ndim == 1:
         out = out.squeeze(-2 if b.ndim > 1 else -1)
     return out
-
-
-# ---------------------------------------------------------------- creation
-
-def _device_and_dtype(device, dtype, op, default=None):
-    dev = get_device(device)
-    dev.backend   # raises DeviceUnavailableError with the reason
-    return dev, dtypes.as_dtype(dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
-
-
-def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new tensor holding a copy of ``data`` (a Tensor, NumPy array, list or number).
-
-    Python floats become the default dtype (float32), Python ints int64, NumPy arrays keep theirs.
-    """
-    if isinstance(data, Tensor):
-        data = data.numpy()
-    arr = np.asarray(data)
-    if dtype is None:
-        from_python = not isinstance(data, (np.ndarray, np.generic))
-        if arr.dtype.kind == "f" and from_python:
-            dtype = dtypes.get_default_dtype()
-        elif arr.dtype.kind in "iu" and from_python:
-            dtype = dtypes.int64
-        else:
-            dtype = arr.dtype
-    dev, dtype = _device_and_dtype(device, dtype, "tensor")
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"tensor: cannot make a tensor from data of type {arr.dtype}")
-    t = Tensor(dev.backend.from_numpy(arr.astype(dtype, copy=False)), dev)
-    t.requires_grad = requires_grad
-    return t
-
-
-def from_numpy(a):
-    """A CPU tensor with a copy of the NumPy array ``a`` (its dtype kept)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"from_numpy: expects a numpy.ndarray, got {type(a).__name__}")
-    return tensor(a)
-
-
-def _filled(value, shape, dtype, device, requires_grad, op):
-    dev, dtype = _device_and_dtype(device, dtype, op)
-    t = Tensor(dev.backend.full(_shape_args(shape, op), value, dtype), dev)
-    t.requires_grad = requires_grad
-    return t
-
-
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(0, size, dtype, device, requires_grad, "zeros")
-
-
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(1, size, dtype, device, requires_grad, "ones")
-
-
-def full(size, fill_value, dtype=None, device=None, requires_grad=False):
-    return _filled(fill_value, (tuple(size),), dtype, device, requires_grad, "full")
-
-
-def zeros_like(t, dtype=None, device=None, requires_grad=False):
-    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
-
-
-def ones_like(t, dtype=None, device=None, requires_grad=False):
-    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
-
-
-def _random(sample, size, dtype, device, requires_grad, op):
-    from . import random
-    shape = _shape_args(size, op)
-    dev, dtype = _device_and_dtype(device, dtype, op)
-    if dtype not in dtypes.FLOATING:
-        raise TypeError(f"{op}: expects a floating-point dtype, got {dtype}")
-    t = Tensor(dev.backend.from_numpy(sample(random.generator(), shape).astype(dtype)), dev)
-    t.requires_grad = requires_grad
-    return t
-
-
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Samples of the standard normal distribution, from the generator ``manual_seed`` seeds."""
-    return _random(lambda g, s: g.standard_normal(s), size, dtype, device, requires_grad, "randn")
-
-
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Samples of the uniform distribution on [0, 1)."""
-    return _random(lambda g, s: g.random(s), size, dtype, device, requires_grad, "rand")
-
-
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
-    """Values from ``start`` to ``end`` (excluded) by ``step``; int64 unless a number is a float."""
-    if end is None:
-        start, end = 0, start
-    if step == 0:
-        raise ValueError("arange: step must not be zero")
-    values = np.arange(start, end, step)
-    if dtype is None:
-        dtype = dtypes.int64 if values.dtype.kind in "iu" else dtypes.get_default_dtype()
-    return tensor(values, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def cat(tensors, dim=0):

@@ -3,9 +3,9 @@ then applies one autograd Function (or a few Tensor operations)."""
 import numpy as np
 
 from .. import dtypes, random
-from ..autograd import is_grad_enabled
 from ..ops import nn as N
-from ..tensor import Tensor, tensor
+from ..creation import tensor
+from ..tensor import Tensor
 
 
 def _pair(v, name, op):

@@ -1,7 +1,7 @@
 """Layers with PyTorch's constructor arguments, parameter names, layouts and initialisation."""
 import math
 
-from ..tensor import zeros
+from ..creation import zeros
 from . import functional as F
 from . import init
 from .module import Module, Parameter

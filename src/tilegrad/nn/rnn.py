@@ -1,7 +1,8 @@
 """LSTMCell and LSTM with PyTorch's parameter names and gate order (i, f, g, o)."""
 import math
 
-from ..tensor import stack, zeros
+from ..creation import zeros
+from ..tensor import stack
 from . import functional as F
 from . import init
 from .module import Module, Parameter

@@ -67,3 +67,26 @@ class Cat(Function):
             grads.append(self.backend.index(grad, key))
             start += n
         return tuple(grads)
+
+
+class Cast(Function):
+    name = "to"
+
+    def forward(self, x, dtype):
+        self.in_dtype = x.dtype
+        return self.backend.astype(x, dtype)
+
+    def backward(self, grad):
+        return self.backend.astype(grad, self.in_dtype)
+
+
+class ToDevice(Function):
+    name = "to"
+
+    def forward(self, x, device):
+        self.src = self.backend
+        self.dst = device.backend
+        return device.backend.from_numpy(self.backend.to_numpy(x))
+
+    def backward(self, grad):
+        return self.src.from_numpy(self.dst.to_numpy(grad))

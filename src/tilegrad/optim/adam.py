@@ -1,6 +1,6 @@
 """Adam (Kingma and Ba), as torch.optim.Adam without amsgrad."""
 from ..autograd import no_grad
-from ..tensor import zeros_like
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 

@@ -1,6 +1,6 @@
 """Stochastic gradient descent, with momentum, dampening, weight decay and Nesterov, as torch."""
 from ..autograd import no_grad
-from ..tensor import zeros_like
+from ..creation import zeros_like
 from .optimizer import Optimizer
 
 

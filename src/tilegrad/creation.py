@@ -1,0 +1,102 @@
+"""Making tensors: from data, filled, random, ranges (torch's factory functions)."""
+import numpy as np
+
+from . import dtypes
+from .backends import get_device
+from .tensor import Tensor, _shape_args
+
+def _device_and_dtype(device, dtype, op, default=None):
+    dev = get_device(device)
+    dev.backend   # raises DeviceUnavailableError with the reason
+    return dev, dtypes.as_dtype(dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor holding a copy of ``data`` (a Tensor, NumPy array, list or number).
+
+    Python floats become the default dtype (float32), Python ints int64, NumPy arrays keep theirs.
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    arr = np.asarray(data)
+    if dtype is None:
+        from_python = not isinstance(data, (np.ndarray, np.generic))
+        if arr.dtype.kind == "f" and from_python:
+            dtype = dtypes.get_default_dtype()
+        elif arr.dtype.kind in "iu" and from_python:
+            dtype = dtypes.int64
+        else:
+            dtype = arr.dtype
+    dev, dtype = _device_and_dtype(device, dtype, "tensor")
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"tensor: cannot make a tensor from data of type {arr.dtype}")
+    t = Tensor(dev.backend.from_numpy(arr.astype(dtype, copy=False)), dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def from_numpy(a):
+    """A CPU tensor with a copy of the NumPy array ``a`` (its dtype kept)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy: expects a numpy.ndarray, got {type(a).__name__}")
+    return tensor(a)
+
+
+def _filled(value, shape, dtype, device, requires_grad, op):
+    dev, dtype = _device_and_dtype(device, dtype, op)
+    t = Tensor(dev.backend.full(_shape_args(shape, op), value, dtype), dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(0, size, dtype, device, requires_grad, "zeros")
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(1, size, dtype, device, requires_grad, "ones")
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    return _filled(fill_value, (tuple(size),), dtype, device, requires_grad, "full")
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def _random(sample, size, dtype, device, requires_grad, op):
+    from . import random
+    shape = _shape_args(size, op)
+    dev, dtype = _device_and_dtype(device, dtype, op)
+    if dtype not in dtypes.FLOATING:
+        raise TypeError(f"{op}: expects a floating-point dtype, got {dtype}")
+    t = Tensor(dev.backend.from_numpy(sample(random.generator(), shape).astype(dtype)), dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    """Samples of the standard normal distribution, from the generator ``manual_seed`` seeds."""
+    return _random(lambda g, s: g.standard_normal(s), size, dtype, device, requires_grad, "randn")
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    """Samples of the uniform distribution on [0, 1)."""
+    return _random(lambda g, s: g.random(s), size, dtype, device, requires_grad, "rand")
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Values from ``start`` to ``end`` (excluded) by ``step``; int64 unless a number is a float."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must not be zero")
+    values = np.arange(start, end, step)
+    if dtype is None:
+        dtype = dtypes.int64 if values.dtype.kind in "iu" else dtypes.get_default_dtype()
+    return tensor(values, dtype=dtype, device=device, requires_grad=requires_grad)
