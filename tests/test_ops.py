@@ -212,3 +212,45 @@ def test_no_grad_and_detach_stop_the_graph():
     z = (x.detach() * x).sum()
     z.backward()
     assert_close(x.grad.numpy(), x.numpy())
+
+
+PROMOTIONS = {   # integer and bool tensors promoted as torch promotes them
+    "int*float": lambda m, t: t * 0.5,
+    "float*int": lambda m, t: 0.5 * t,
+    "int/int-scalar": lambda m, t: t / 2,
+    "int-scalar/int": lambda m, t: 3 / (t + 1),
+    "int/int": lambda m, t: t / (t + 1),
+    "int+int": lambda m, t: t + 2,
+    "int**2": lambda m, t: t ** 2,
+    "float**-1": lambda m, t: (t + 1.0) ** -1,
+    "exp(int)": lambda m, t: t.exp(),
+    "sigmoid(int)": lambda m, t: t.sigmoid(),
+    "bool+1": lambda m, t: (t > 2) + 1,
+    "int.mean": lambda m, t: t.float().mean(),
+    "ne": lambda m, t: t != 3,
+    "ge": lambda m, t: t >= 3,
+    "le": lambda m, t: t <= 3,
+    "eq-tensor": lambda m, t: t == m.tensor([0, 1, 7, 3, 9]),
+}
+
+
+@pytest.mark.parametrize("name", PROMOTIONS)
+def test_integer_promotion_and_comparisons_match_torch(name):
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    f = PROMOTIONS[name]
+    got, ref = f(tg, tg.arange(5)), f(torch, torch.arange(5))
+    assert str(got.dtype) == str(ref.dtype).replace("torch.", ""), (got.dtype, ref.dtype)
+    assert_close(got.numpy(), ref.numpy(), rtol=1e-6)
+
+
+def test_truth_value_of_one_element_only():
+    assert bool(tg.tensor([2.0]) > 1) and not bool(tg.tensor(0))
+    assert float(tg.tensor([[2.5]])) == 2.5 and int(tg.tensor(7)) == 7
+    with pytest.raises(ValueError, match=r"bool: .*\(3,\)"):
+        bool(tg.tensor([1, 2, 3]) > 1)
+
+
+def test_integer_to_negative_power_is_an_error_as_in_torch():
+    with pytest.raises(ValueError, match=r"pow: .*int64.*-1"):
+        tg.arange(1, 4) ** -1

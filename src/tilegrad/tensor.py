@@ -202,10 +202,24 @@ class Tensor:
             self.grad = Tensor(self._be.binary("add", self.grad.data, g), self.device)
 
     # ------------------------------------------------------------ arithmetic
+    def _floating(self):
+        """``self`` as a floating-point tensor: integer and bool ones become the default dtype,
+        as torch promotes them for division, float scalars and transcendental functions."""
+        return self if self.dtype in dtypes.FLOATING else self.to(dtype=dtypes.get_default_dtype())
+
     def _binary(self, fn, other, reverse=False):
+        """``self op other`` (``other op self`` with ``reverse``). A Python scalar takes the
+        tensor's dtype; integer tensors are promoted to floating point first where the result
+        is not an integer (a float scalar, or division), as in torch."""
+        if fn is E.Div or isinstance(other, (float, np.floating)):
+            self = self._floating()
+            if isinstance(other, Tensor) and other.dtype not in dtypes.FLOATING and fn is E.Div:
+                other = other._floating()
+        elif self.dtype == dtypes.bool_ and isinstance(other, _Scalar):
+            self = self.to(dtype=dtypes.int64)
+        if isinstance(other, _Scalar) and not reverse:
+            return fn.apply(self, other)
         a, b = (other, self) if reverse else (self, other)
-        if isinstance(b, _Scalar) and isinstance(a, Tensor) and not reverse:
-            return fn.apply(a, b)
         a, b = _as_tensor(a, self), _as_tensor(b, self)
         _check_binary(fn.op_name(), a, b)
         return fn.apply(a, b)
@@ -232,7 +246,9 @@ class Tensor:
         return self._binary(E.Div, o)
 
     def __rtruediv__(self, o):
-        return self ** -1 * o if isinstance(o, _Scalar) else self._binary(E.Div, o, reverse=True)
+        if isinstance(o, _Scalar):
+            return self._floating() ** -1 * o
+        return self._binary(E.Div, o, reverse=True)
 
     def __neg__(self):
         return E.Neg.apply(self)
@@ -240,6 +256,11 @@ class Tensor:
     def __pow__(self, p):
         if not isinstance(p, _Scalar):
             raise TypeError(f"pow: the exponent must be a Python number, got {type(p).__name__}")
+        if isinstance(p, (float, np.floating)):
+            return E.PowScalar.apply(self._floating(), p)
+        if p < 0 and self.dtype not in dtypes.FLOATING:
+            raise ValueError(f"pow: integers to negative integer powers are not allowed "
+                             f"({self.dtype} tensor ** {p})")
         return E.PowScalar.apply(self, p)
 
     def __matmul__(self, other):
@@ -252,31 +273,62 @@ class Tensor:
         return self._binary(E.Maximum, other)
 
     def _compare(self, op, other):
-        other = other.data if isinstance(other, Tensor) else other
+        """Elementwise comparison: a bool tensor, outside the graph."""
+        if isinstance(other, Tensor):
+            if other.device != self.device:
+                raise ValueError(f"{op}: tensors are on different devices ({self.device} and {other.device})")
+            try:
+                np.broadcast_shapes(self.shape, other.shape)
+            except ValueError:
+                raise ValueError(f"{op}: shapes {self.shape} and {other.shape} do not broadcast") from None
+            other = other.data
+        elif not isinstance(other, _Scalar):
+            return NotImplemented
         return Tensor(self._be.binary(op, self.data, other), self.device)
 
     def __eq__(self, other):
         return self._compare("eq", other)
 
+    def __ne__(self, other):
+        return self._compare("ne", other)
+
     def __gt__(self, other):
         return self._compare("gt", other)
+
+    def __ge__(self, other):
+        return self._compare("ge", other)
 
     def __lt__(self, other):
         return self._compare("lt", other)
 
+    def __le__(self, other):
+        return self._compare("le", other)
+
     __hash__ = object.__hash__
 
+    def __bool__(self):
+        if self.numel() != 1:
+            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is "
+                             f"ambiguous; use .any() or .all() on its numpy()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
     def exp(self):
-        return E.Exp.apply(self)
+        return E.Exp.apply(self._floating())
 
     def log(self):
-        return E.Log.apply(self)
+        return E.Log.apply(self._floating())
 
     def tanh(self):
-        return E.Tanh.apply(self)
+        return E.Tanh.apply(self._floating())
 
     def sigmoid(self):
-        return E.Sigmoid.apply(self)
+        return E.Sigmoid.apply(self._floating())
 
     def relu(self):
         return E.ReLU.apply(self)

@@ -79,8 +79,11 @@ _BINARY = {
     "div": np.divide,
     "maximum": np.maximum,
     "eq": np.equal,
+    "ne": np.not_equal,
     "gt": np.greater,
+    "ge": np.greater_equal,
     "lt": np.less,
+    "le": np.less_equal,
 }
 
 
