@@ -254,3 +254,21 @@ def test_truth_value_of_one_element_only():
 def test_integer_to_negative_power_is_an_error_as_in_torch():
     with pytest.raises(ValueError, match=r"pow: .*int64.*-1"):
         tg.arange(1, 4) ** -1
+
+
+@pytest.mark.parametrize("op", SHAPE_OPS)
+def test_shape_ops_gradients_central_differences(op):
+    check_grad(SHAPE_OPS[op][0], arr(3, 5, 7, seed=60))
+
+
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (1, False), ((0, 2), True)], ids=str)
+@pytest.mark.parametrize("op", ["sum", "mean", "amax"])
+def test_reduction_gradients_central_differences(op, dim, keepdim):
+    f = (lambda t: getattr(t, op)()) if dim is None else (lambda t: getattr(t, op)(dim, keepdim))
+    check_grad(f, arr(3, 2, 3, seed=61))
+
+
+def test_cat_stack_gradients_central_differences():
+    a, b = arr(2, 3, seed=62), arr(1, 3, seed=63)
+    check_grad(lambda x, y: tg.cat([x, y, x], 0), a, b)
+    check_grad(lambda x, y: tg.stack([x, y * 2], 1), b, arr(1, 3, seed=64))
