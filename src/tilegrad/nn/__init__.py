@@ -1,9 +1,9 @@
 """Layers and containers under torch.nn's names."""
-from . import functional, init
+from . import functional, init, utils
 from .layers import (Conv2d, CrossEntropyLoss, Dropout, Embedding, Flatten, Linear, MaxPool2d,
                      ReLU, Sequential)
 from .module import Module, Parameter
 from .rnn import LSTM, LSTMCell
 
-__all__ = ["functional", "init", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d", "ReLU",
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d", "ReLU",
            "Flatten", "Sequential", "Embedding", "LSTMCell", "LSTM", "Dropout", "CrossEntropyLoss"]
