@@ -1,22 +1,37 @@
-# tilegrad: `make test` sets everything up itself (virtual environment, package, test tools).
+# tilegrad. `make demo` and `make test` each set up what they need themselves: a virtual
+# environment in .venv with the package, and the Debian data packages where apt-get is there.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # PyTorch is the parity reference in tests, never a package dependency. The CPU build, pinned.
 TORCH  ?= torch==2.13.0
+# Fashion-MNIST and the fortunes corpus: the reference models' default data.
+DEBIAN_DATA := dataset-fashion-mnist fortunes
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test clean
+.PHONY: setup data demo test clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,cli]'
 	$(PY) -m pip install -q '$(TORCH)' || echo "warning: $(TORCH) did not install; PyTorch parity tests will be skipped"
 	touch $@
 
 setup: $(VENV)/.ready
 
-test: setup
+# The data packages, where this is a Debian-like system and they are missing.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -d /usr/share/games/fortunes ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(DEBIAN_DATA) with apt-get"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_DATA) >/dev/null; \
+	else echo "no apt-get here: point TILEGRAD_DATA (or --data-dir) at the data, see README.md"; fi
+
+demo: setup data
+	$(VENV)/bin/tilegrad demo
+
+test: setup data
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache report runs

@@ -1,0 +1,5 @@
+import sys
+
+from tilegrad.cli import main
+
+sys.exit(main())

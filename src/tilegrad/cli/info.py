@@ -1,0 +1,33 @@
+"""``tilegrad info``: backends, devices and why any is unavailable, data, versions."""
+import platform
+
+import numpy as np
+
+import tilegrad as tg
+from tilegrad import data
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception as e:   # noqa: BLE001  (any import failure is just "not installed")
+        return f"not installed ({type(e).__name__})"
+
+
+def info():
+    lines = [f"tilegrad {tg.__version__}, Python {platform.python_version()}, "
+             f"NumPy {np.__version__}", "", "devices:"]
+    for d in tg.devices():
+        state = f"available, backend {d.backend.name}" if d.available else f"unavailable: {d.reason}"
+        lines.append(f"  {d.name:5s} {state}")
+    lines += ["", "optional packages:"]
+    for m in ("tqdm", "matplotlib", "torch", "numba", "cupy"):
+        lines.append(f"  {m:10s} {_version(m)}")
+    lines += ["", "data:"]
+    for label, find in (("Fashion-MNIST", lambda: data.find_mnist_dir(None, "fashion-mnist")),
+                        ("word corpus", lambda: data.find_corpus(None)[0])):
+        try:
+            lines.append(f"  {label:13s} {find()}")
+        except data.DataNotFoundError as e:
+            lines.append(f"  {label:13s} not found: {e}")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""The ``tilegrad`` command: train, generate, info, demo."""
+import argparse
+import os
+import sys
+
+from tilegrad import DeviceUnavailableError
+from tilegrad.data import DataNotFoundError
+
+from .tasks import RECIPES
+
+
+def _train_parser(sub):
+    p = sub.add_parser("train", help="train a reference model (mlp, cnn or lm)",
+                       description="Train a reference model with its reference recipe; every "
+                                   "setting can be changed by a flag.")
+    p.add_argument("task", choices=["mlp", "cnn", "lm"])
+    p.add_argument("--epochs", type=int, help="default: mlp 10, cnn 3, lm 5")
+    p.add_argument("--batch-size", type=int, help="default: mlp 64, cnn 64, lm 20")
+    p.add_argument("--lr", type=float, help="default: mlp 0.01, cnn 0.01, lm 0.001")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: sgd, lm adam")
+    p.add_argument("--momentum", type=float, help="SGD momentum; default: cnn 0.9, else 0")
+    p.add_argument("--bptt", type=int, help="lm: truncated-BPTT window (default 35)")
+    p.add_argument("--clip", type=float, help="lm: gradient-norm clipping (default 0.25)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10"],
+                   help="mlp/cnn data (default Fashion-MNIST; guessed from --data-dir)")
+    p.add_argument("--data-dir", help="where the data is (default: $TILEGRAD_DATA, then the "
+                                      "Debian packages' folders)")
+    p.add_argument("--limit", type=int, help="use only the first N training images (lm: tokens)")
+    p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images "
+                                                  "(lm: validation tokens)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for metrics, curves and checkpoints (default runs/TASK)")
+    p.add_argument("--resume", help="a checkpoint, or a run folder (its latest checkpoint)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metric records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tilegrad", description="tilegrad: train the reference "
+                                     "models, sample text, list devices, run the demo.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    g = sub.add_parser("generate", help="sample text from a trained language model")
+    g.add_argument("--checkpoint", required=True, help="an lm checkpoint, or its run folder")
+    g.add_argument("--words", type=int, default=50)
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu")
+    sub.add_parser("info", help="backends, devices (and why one is unavailable), data, versions")
+    d = sub.add_parser("demo", help="train the three models briefly and write a report")
+    d.add_argument("--out", default="report", help="report folder (default ./report)")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--data-dir", help="folder with the data, as for train")
+    return parser
+
+
+def _with_recipe(args):
+    for k, v in RECIPES[args.task].items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return args
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .trainer import train
+            train(_with_recipe(args), quiet=args.quiet)
+        elif args.command == "generate":
+            from .generate import generate
+            print(generate(args.checkpoint, args.words, args.temperature, args.seed, args.device))
+        elif args.command == "info":
+            from .info import info
+            print(info())
+        elif args.command == "demo":
+            from .demo import demo
+            demo(args.out, args.device, args.data_dir)
+    except (DataNotFoundError, DeviceUnavailableError, ValueError, OSError) as e:
+        # Bad data, missing files, an unusable device, a diverged run: one clear line, no
+        # traceback (TILEGRAD_DEBUG=1 shows it).
+        if os.environ.get("TILEGRAD_DEBUG"):
+            raise
+        print(f"tilegrad {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The three training tasks: data, model, loss and evaluation for ``tilegrad train mlp|cnn|lm``.
+
+Each task exposes the same small interface to the trainer: ``model``, ``train_batches(epoch)``
+(an iterator of ``(loss_fn, n_samples)``), ``num_batches``, ``evaluate()`` (a dict with the
+task's metric), and ``checkpoint_extra()`` for what ``generate`` needs later.
+"""
+import math
+
+import numpy as np
+
+import tilegrad as tg
+import tilegrad.nn.functional as F
+from tilegrad import data, models
+
+# The reference recipes (DESIGN.md); every value can be overridden by a flag.
+RECIPES = {
+    "mlp": dict(epochs=10, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.0),
+    "cnn": dict(epochs=3, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9),
+    "lm": dict(epochs=5, batch_size=20, lr=0.001, optimizer="adam", momentum=0.0, bptt=35, clip=0.25),
+}
+EVAL_BATCH = 500      # images per evaluation batch
+LM_EVAL_BATCH = 10    # columns of the batchified validation and test splits, as PyTorch's example
+
+
+def _normalise(images):
+    """uint8 images (N, H, W) or (N, C, H, W) as float32 (N, C, H, W), scaled to [0, 1]."""
+    x = images.astype(np.float32) / 255.0
+    return x[:, None] if x.ndim == 3 else x
+
+
+class ClassificationTask:
+    """MLP or CNN on Fashion-MNIST / MNIST (IDX files) or CIFAR-10 (python batches)."""
+
+    metric = "test_acc"
+
+    def __init__(self, kind, args, device):
+        self.kind, self.device = kind, device
+        self.dataset, splits = load_images(args.dataset, args.data_dir)
+        train_x, train_y = splits["train"]
+        test_x, test_y = splits["test"]
+        if args.limit:
+            train_x, train_y = train_x[:args.limit], train_y[:args.limit]
+        if args.eval_limit:
+            test_x, test_y = test_x[:args.eval_limit], test_y[:args.eval_limit]
+        train_x, test_x = _normalise(train_x), _normalise(test_x)
+        # Standardise with the training set's per-channel mean and std.
+        mean = train_x.mean(axis=(0, 2, 3), keepdims=True)
+        std = train_x.std(axis=(0, 2, 3), keepdims=True)
+        self.train = ((train_x - mean) / std, train_y)
+        self.test = ((test_x - mean) / std, test_y)
+        n, c, h, w = train_x.shape
+        if kind == "mlp":
+            self.model = models.MLP(in_features=c * h * w)
+        else:
+            self.model = models.CNN(in_channels=c, image_size=h)
+        self.model.to(device)
+        self.loader = data.DataLoader(self.train, batch_size=args.batch_size, shuffle=True,
+                                      seed=args.seed)
+        self.num_batches = len(self.loader)
+        self.num_train = n
+        self.data_name = f"{self.dataset} ({n} train, {len(test_y)} test images)"
+
+    def train_batches(self, epoch):
+        self.model.train()
+        self.loader.set_epoch(epoch)
+        for x, y in self.loader:
+            xt = tg.tensor(x, device=self.device)
+            yt = tg.tensor(y, device=self.device)
+            yield (lambda xt=xt, yt=yt: F.cross_entropy(self.model(xt), yt)), len(y)
+
+    def evaluate(self):
+        self.model.eval()
+        x, y = self.test
+        correct, loss = 0, 0.0
+        with tg.no_grad():
+            for i in range(0, len(y), EVAL_BATCH):
+                logits = self.model(tg.tensor(x[i:i + EVAL_BATCH], device=self.device))
+                target = tg.tensor(y[i:i + EVAL_BATCH], device=self.device)
+                loss += F.cross_entropy(logits, target, reduction="sum").item()
+                correct += int((logits.argmax(1).numpy() == y[i:i + EVAL_BATCH]).sum())
+        return {"test_acc": correct / len(y), "test_loss": loss / len(y)}
+
+    def checkpoint_extra(self):
+        return {"model_config": {"kind": self.kind, "input_shape": list(self.train[0].shape[1:])}}
+
+
+def load_images(dataset, data_dir):
+    """(name, splits) for ``dataset`` ('fashion-mnist', 'mnist', 'cifar10', or None to guess from
+    the files in ``data_dir``; Fashion-MNIST by default)."""
+    if dataset is None and data_dir is not None:
+        dataset = "cifar10" if _looks_like_cifar(data_dir) else "mnist-format"
+    if dataset == "cifar10":
+        return "CIFAR-10", data.load_cifar10(data_dir)
+    if dataset in ("mnist", "mnist-format"):
+        return "MNIST-format", data.load_mnist(data_dir, name="mnist")
+    return "Fashion-MNIST", data.load_mnist(data_dir, name="fashion-mnist")
+
+
+def _looks_like_cifar(path):
+    from pathlib import Path
+    p = Path(path)
+    return (p / "data_batch_1").exists() or (p / "cifar-10-batches-py" / "data_batch_1").exists()
+
+
+class LanguageModelTask:
+    """The LSTM language model on a word corpus, truncated BPTT with gradient clipping."""
+
+    metric = "val_ppl"
+
+    def __init__(self, args, device):
+        self.device, self.bptt = device, args.bptt
+        self.corpus = data.Corpus(args.data_dir)
+        train = self.corpus.train[:args.limit] if args.limit else self.corpus.train
+        valid = self.corpus.valid[:args.eval_limit] if args.eval_limit else self.corpus.valid
+        self.train = data.batchify(train, args.batch_size)
+        self.valid = data.batchify(valid, LM_EVAL_BATCH)
+        vocab_size = len(self.corpus.vocab)
+        self.model = models.LSTMLanguageModel(vocab_size).to(device)
+        self.num_batches = data.num_bptt_windows(len(self.train), self.bptt)
+        self.num_train = int(self.train.size)
+        self.unigram_ppl = data.unigram_perplexity(self.corpus.train, valid, vocab_size)
+        self.data_name = (f"{self.corpus.name} ({len(train)} train, {len(valid)} valid tokens, "
+                          f"vocabulary {vocab_size})")
+
+    def _loss(self, x, y, hidden):
+        logits, hidden = self.model(tg.tensor(x, device=self.device), hidden)
+        target = tg.tensor(y.reshape(-1), device=self.device)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target), hidden
+
+    def train_batches(self, epoch):
+        self.model.train()
+        state = {"hidden": None}
+
+        def step(x, y):
+            hidden = state["hidden"]
+            if hidden is not None:   # truncated BPTT: the state carries on, its history does not
+                hidden = (hidden[0].detach(), hidden[1].detach())
+            loss, state["hidden"] = self._loss(x, y, hidden)
+            return loss
+
+        for x, y in data.bptt_windows(self.train, self.bptt):
+            yield (lambda x=x, y=y: step(x, y)), int(y.size)
+
+    def evaluate(self):
+        self.model.eval()
+        total, count, hidden = 0.0, 0, None
+        with tg.no_grad():
+            for x, y in data.bptt_windows(self.valid, self.bptt):
+                loss, hidden = self._loss(x, y, hidden)
+                total += loss.item() * y.size
+                count += y.size
+        val_loss = total / count
+        return {"val_ppl": math.exp(val_loss), "val_loss": val_loss,
+                "unigram_ppl": self.unigram_ppl}
+
+    def checkpoint_extra(self):
+        return {"vocab": list(self.corpus.vocab.itos),
+                "model_config": {"kind": "lm", "vocab_size": len(self.corpus.vocab)}}
+
+
+def make_task(name, args, device):
+    if name == "lm":
+        return LanguageModelTask(args, device)
+    return ClassificationTask(name, args, device)
