@@ -24,7 +24,8 @@ data:
 	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -d /usr/share/games/fortunes ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing $(DEBIAN_DATA) with apt-get"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_DATA) >/dev/null; \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBIAN_DATA) >/dev/null; } \
+	    || echo "warning: could not install $(DEBIAN_DATA); the demo will say what is missing"; \
 	else echo "no apt-get here: point TILEGRAD_DATA (or --data-dir) at the data, see README.md"; fi
 
 demo: setup data

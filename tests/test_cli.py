@@ -166,6 +166,15 @@ def test_missing_data_is_one_clear_line_not_a_traceback(tmp_path, capsys):
     assert "nowhere" in err
 
 
+def test_an_unavailable_device_is_one_clear_line(images, tmp_path, capsys):
+    cuda = tg.device("cuda")
+    if cuda.available:
+        pytest.skip("cuda is available here")
+    assert run("train", "mlp", "--data-dir", images, "--device", "cuda", "--out", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tilegrad train: device 'cuda' is unavailable") and cuda.reason in err
+
+
 def test_info_lists_devices_and_why_cuda_is_unavailable(capsys):
     assert run("info") == 0
     out = capsys.readouterr().out

@@ -5,6 +5,7 @@ Each task exposes the same small interface to the trainer: ``model``, ``train_ba
 task's metric), and ``checkpoint_extra()`` for what ``generate`` needs later.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -97,7 +98,6 @@ def load_images(dataset, data_dir):
 
 
 def _looks_like_cifar(path):
-    from pathlib import Path
     p = Path(path)
     return (p / "data_batch_1").exists() or (p / "cifar-10-batches-py" / "data_batch_1").exists()
 
