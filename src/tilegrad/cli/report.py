@@ -15,7 +15,7 @@ class Progress:
 
     def __init__(self, total, desc, enabled=True):
         self.total, self.desc, self.count, self.start = total, desc, 0, time.perf_counter()
-        self.bar = tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True,
+        self.bar = tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, mininterval=0.5,
                         disable=not enabled, file=sys.stderr) if tqdm is not None else None
         self.enabled, self.next_print = enabled, 0.1
 
