@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEBIAN_DATA := dataset-fashion-mnist fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test bench clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: setup data
 
 test: setup data
 	$(PY) -m pytest -q
+
+# Kernels and training steps against PyTorch (CPU by default: make bench DEVICE=cuda on a GPU).
+DEVICE ?= cpu
+bench: setup
+	$(VENV)/bin/tilegrad bench all --device $(DEVICE) --out bench/results --results-md bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache report runs

@@ -49,6 +49,17 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
     sub.add_parser("info", help="backends, devices (and why one is unavailable), data, versions")
+    b = sub.add_parser("bench", help="benchmark kernels and training steps against PyTorch")
+    b.add_argument("what", choices=["kernels", "train", "all"])
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--sizes", choices=["full", "small", "tiny"], default="full",
+                   help="full: the models' shapes and large squares; small: cheaper; tiny: a check")
+    b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=2)
+    b.add_argument("--out", default=os.path.join("bench", "results"),
+                   help="folder for results.json, results.md and ratios.png (per device)")
+    b.add_argument("--results-md", help="also update this device's section of this Markdown file")
+    b.add_argument("--no-torch", action="store_true", help="tilegrad rows only")
     d = sub.add_parser("demo", help="train the three models briefly and write a report")
     d.add_argument("--out", default="report", help="report folder (default ./report)")
     d.add_argument("--device", default="cpu")
@@ -75,6 +86,10 @@ def main(argv=None):
         elif args.command == "info":
             from .info import info
             print(info())
+        elif args.command == "bench":
+            from tilegrad.bench.command import bench
+            bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,
+                  args.results_md, not args.no_torch)
         elif args.command == "demo":
             from .demo import demo
             demo(args.out, args.device, args.data_dir)

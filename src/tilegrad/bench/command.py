@@ -1,0 +1,52 @@
+"""``tilegrad bench``: run the kernel and/or training-step cases and write the results."""
+import os
+import sys
+
+import tilegrad as tg
+
+from . import report
+from .harness import measured_peaks
+from .run import run_all
+
+
+def _torch(use_torch):
+    if not use_torch:
+        return None, "PyTorch left out (--no-torch)"
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed: tilegrad rows only, no ratios"
+    return torch, None
+
+
+def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="bench/results",
+          results_md=None, use_torch=True):
+    """Run the cases of ``what`` ('kernels', 'train' or 'all') on ``device``; returns the document."""
+    from . import kernels, train
+    torch, torch_note = _torch(use_torch)
+    skipped = [torch_note] if torch_note else []
+    dev = tg.device(device)
+    if not dev.available:
+        raise tg.DeviceUnavailableError(f"bench: device '{device}' is unavailable: {dev.reason}")
+    cases = (kernels.cases(sizes) if what in ("kernels", "all") else []) + \
+            (train.cases(sizes) if what in ("train", "all") else [])
+    print("measuring the machine's peak ...", file=sys.stderr, flush=True)
+    peaks = measured_peaks(torch)
+    rows = run_all(cases, dev, torch, warmup, repeats, peaks)
+    profiles = {}
+    for case in (c for c in cases if c.group == "train"):
+        print(f"profiling {case.name} ...", file=sys.stderr, flush=True)
+        profiles[case.name] = train.profile_step(case, dev)
+    doc = report.document(report.metadata(torch, device), peaks, rows, profiles, skipped)
+    folder = os.path.join(out, device)
+    os.makedirs(folder, exist_ok=True)
+    report.write_json(doc, os.path.join(folder, "results.json"))
+    table = report.markdown(doc)
+    with open(os.path.join(folder, "results.md"), "w") as f:
+        f.write(table)
+    report.chart(doc, os.path.join(folder, "ratios.png"))
+    if results_md:
+        body = table + f"\nChart: `{os.path.join(folder, 'ratios.png')}`.\n"
+        report.update_results_md(results_md, device, body)
+    print("\n" + table, flush=True)
+    return doc
