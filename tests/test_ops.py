@@ -272,3 +272,12 @@ def test_cat_stack_gradients_central_differences():
     a, b = arr(2, 3, seed=62), arr(1, 3, seed=63)
     check_grad(lambda x, y: tg.cat([x, y, x], 0), a, b)
     check_grad(lambda x, y: tg.stack([x, y * 2], 1), b, arr(1, 3, seed=64))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_unbind_matches_torch_including_unused_slices(dim):
+    # Only some slices reach the output: the others' gradients must be zeros.
+    f = lambda t, m: sum(s * (k + 1) for k, s in enumerate(t.unbind(dim)) if k != 1)  # noqa: E731
+    check_torch(lambda t: f(t, tg), lambda t: f(t, torch), arr(3, 4, 5, seed=70))
+    check_grad(lambda t: f(t, tg), arr(3, 2, 3, seed=71))
+    assert len(tg.randn(7, 2).unbind(0)) == 7

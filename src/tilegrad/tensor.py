@@ -401,6 +401,12 @@ class Tensor:
         (d,) = E.normalize_axes(dim, self.ndim, "squeeze")
         return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d + 1:])
 
+    def unbind(self, dim=0):
+        """The slices along ``dim``, as a tuple of tensors (one backward for all of them)."""
+        (axis,) = E.normalize_axes(dim, self.ndim, "unbind")
+        out = S.Unbind.apply(self, axis)
+        return out if isinstance(out, tuple) else (out,)
+
     def permute(self, *dims):
         dims = _shape_args(dims, "permute")
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):

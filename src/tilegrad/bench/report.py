@@ -130,7 +130,9 @@ def markdown(doc):
              f"Measured peak: {p['gflops']:.1f} GFLOP/s ({p['gflops_by']}), "
              f"{p['gbps']:.1f} GB/s ({p['gbps_by']}).", "",
              "Times in ms: median (10th-90th percentile). Ratio = tilegrad time / PyTorch time "
-             "(below 1: tilegrad faster). % of peak: tilegrad's rate over the measured peak.", "",
+             "(below 1: tilegrad faster). % of peak: tilegrad's rate over the measured peak; "
+             "memory-bound rows whose data fit in the caches can pass 100% of the large copy's "
+             "bandwidth.", "",
              "| group | case | shape | tilegrad ms | PyTorch ms | tilegrad rate | PyTorch rate "
              "| ratio | % of peak |", "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:

@@ -114,8 +114,8 @@ class LSTM(Module):
         # All T input projections in one GEMM: (T*B, in) @ w_ih.T -> (T, B, 4H).
         xproj = F.linear(x.reshape(steps * batch, x.shape[2]), w_ih, b_ih).reshape(steps, batch, -1)
         outputs = []
-        for t in range(steps):
-            gates = xproj[t] + F.linear(h, w_hh, b_hh)
+        for x_t in xproj.unbind(0):
+            gates = x_t + F.linear(h, w_hh, b_hh)
             h, c = F.lstm_cell_pointwise(gates, c)
             outputs.append(h)
         return stack(outputs), (h, c)

@@ -51,6 +51,26 @@ class Index(Function):
         return self.backend.index_bwd(grad, self.key, self.in_shape)
 
 
+class Unbind(Function):
+    """The slices of ``x`` along ``axis``, as separate outputs. The backward pass stacks their
+    gradients once (zeros for unused slices): cheaper than indexing slice by slice, where each
+    slice's backward would scatter into a zero array the size of ``x``."""
+    name = "unbind"
+
+    def forward(self, x, axis):
+        self.axis, self.in_shape = axis, tuple(x.shape)
+        n = x.shape[axis]
+        return tuple(self.backend.index(x, (slice(None),) * axis + (k,)) for k in range(n))
+
+    def backward(self, *grads):
+        be = self.backend
+        part = self.in_shape[:self.axis] + (1,) + self.in_shape[self.axis + 1:]
+        slice_shape = self.in_shape[:self.axis] + self.in_shape[self.axis + 1:]
+        dtype = next(g for g in grads if g is not None).dtype
+        pieces = [be.reshape(be.zeros(slice_shape, dtype) if g is None else g, part) for g in grads]
+        return be.concat(pieces, self.axis)
+
+
 class Cat(Function):
     """Concatenation of any number of tensors along ``axis``."""
     name = "cat"
