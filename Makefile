@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,cli]'
+	$(PY) -m pip install -q -e '.[dev,cli,sim]'
 	$(PY) -m pip install -q '$(TORCH)' || echo "warning: $(TORCH) did not install; PyTorch parity tests will be skipped"
 	touch $@
 
@@ -31,8 +31,10 @@ data:
 demo: setup data
 	$(VENV)/bin/tilegrad demo
 
+# The CUDA kernels run in Numba's simulator here (and their PTX is compiled without it, in a
+# subprocess of tests/test_cuda_ptx.py).
 test: setup data
-	$(PY) -m pytest -q
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
 
 # Kernels and training steps against PyTorch (CPU by default: make bench DEVICE=cuda on a GPU).
 DEVICE ?= cpu

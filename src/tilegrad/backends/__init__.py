@@ -51,9 +51,11 @@ def _load(module_name):
 
 
 def _cuda_device():
-    # The hand-written CUDA kernels arrive with the GPU backend; until then "cuda" is a
-    # disabled device that says so rather than an import error.
-    return Device("cuda", None, "the CUDA backend (tilegrad.backends.cuda) is not built in this version")
+    # The hand-written CUDA kernels are being written family by family (backends/cuda/); until
+    # every primitive has one, "cuda" is a disabled device that says so, not an import error.
+    return Device("cuda", None, "the CUDA backend is incomplete: matmul, elementwise and "
+                                "reduction kernels exist, conv2d, pooling, LSTM cell, "
+                                "cross-entropy, embedding, optimizer and layout kernels do not yet")
 
 
 _DEVICES = {}
