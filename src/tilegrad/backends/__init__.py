@@ -53,9 +53,8 @@ def _load(module_name):
 def _cuda_device():
     # The hand-written CUDA kernels are being written family by family (backends/cuda/); until
     # every primitive has one, "cuda" is a disabled device that says so, not an import error.
-    return Device("cuda", None, "the CUDA backend is incomplete: matmul, elementwise and "
-                                "reduction kernels exist, conv2d, pooling, LSTM cell, "
-                                "cross-entropy, embedding, optimizer and layout kernels do not yet")
+    return Device("cuda", None, "the CUDA backend is incomplete: conv2d has no kernel yet and "
+                                "the kernel families are not yet assembled into one backend")
 
 
 _DEVICES = {}

@@ -3,9 +3,14 @@
 One file per kernel family, each holding its kernels, launchers and ``PTX_SIGNATURES``:
 ``runtime`` (memory, streams, launch helpers; no arithmetic), ``elementwise`` (unary, binary with
 broadcasting, pow, relu backward, where), ``reduce`` (sum, amax, argmax), ``matmul`` (the v1-v4
-ladder). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs ``ptxas -v``.
+ladder), ``layout`` (permute, broadcast, index and its backward, concat, copies, casts, fill),
+``pool`` (max-pool with argmax and its backward), ``lstm`` (the cell's fused pointwise part),
+``softmax`` (log-softmax and fused softmax cross-entropy), ``embedding`` (gather, scatter-add),
+``optim`` (fused SGD and Adam). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs
+``ptxas -v``.
 
-Still to write before device "cuda" is enabled: conv2d, max-pool, the LSTM cell, softmax
-cross-entropy, embedding, the fused optimizers, indexing and layout. Until then
-``tilegrad.device("cuda")`` is a disabled device that says so.
+Still to do before device "cuda" is enabled: conv2d (forward, backward-data, backward-weight),
+then this module exposing every primitive under numpy.py's names, and the device tests and one
+training step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
+disabled device that says so.
 """

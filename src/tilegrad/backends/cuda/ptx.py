@@ -35,7 +35,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-FAMILIES = ["elementwise", "reduce", "matmul"]
+FAMILIES = ["elementwise", "reduce", "matmul", "layout", "pool", "lstm", "optim", "softmax",
+            "embedding", "conv"]
 PACKAGE = "tilegrad.backends.cuda"
 DEFAULT_CCS = ((9, 0), (8, 0))
 PTXAS_ENV = "TILEGRAD_PTXAS"    # an explicit ptxas, ahead of every other place

@@ -1,0 +1,388 @@
+"""Layout kernels, the primitives that move data: permute, broadcast_to, index (and its backward),
+concat, copy_into, astype, full; and reshape, which moves nothing.
+
+Versions (one each so far; later versions stay beside them as the ladder):
+
+- ``reshape``: no kernel. Backend arrays are C-contiguous, so a reshape is a view.
+- ``permute_fwd_kernel1`` / ``broadcast_to_fwd_kernel1``: one strided gather, made twice by one
+  factory. A grid-stride loop over the *output*; each output flat index is peeled into
+  coordinates (last dimension first) with the output sizes, and each coordinate times the input's
+  stride in elements gives the input offset. For ``permute`` the strides are the input's C
+  strides taken in the permuted order; for ``broadcast_to`` they are the input's C strides,
+  right-aligned, with 0 on every broadcast dimension. Sizes and strides are small int64 device
+  arrays built on the host and cached per shape, coalesced first (size-1 dims dropped, neighbours
+  merged where the input is contiguous across them), so an identity permutation is one dimension.
+  The result is materialised and C-contiguous, as in the NumPy backend.
+- ``index_fwd_kernel1``: a gather ``out[i] = x[src[i]]``. The HOST computes the map ``src`` of
+  flat source offsets once per call, with NumPy's own indexing on an index array:
+  ``src = np.arange(x.size).reshape(x.shape)[key]``, so every kind of key NumPy accepts (ints,
+  negative ints, slices with any step, None, Ellipsis, lists, int and bool arrays) means exactly
+  what it means in NumPy. This costs O(x.size) host work and an O(out.size) int64 upload per
+  call: acceptable for a first version (the models index small arrays or slice along one axis).
+  Index arrays that live on the device are first copied to the host.
+- ``index_bwd_kernel1``: the scatter-add ``out[src[i]] += grad[i]`` with ``cuda.atomic.add`` into
+  a zeroed array of the input's shape, so repeated indices accumulate as ``np.add.at`` does. The
+  order of the additions at one address is not fixed: float results may differ in the last bits
+  from run to run when an index repeats.
+- ``concat_fwd_kernel1``: one launch per input, each copying its input into its slice of the
+  output. With ``inner`` = the product of the sizes after ``axis``, an input of ``k`` rows along
+  ``axis`` is ``outer`` blocks of ``k*inner`` contiguous elements; block ``o`` lands at
+  ``o*K*inner + offset*inner`` in an output of ``K`` rows, ``offset`` the rows before it.
+- ``copy_into_fwd_kernel1``: ``dst[i] = src[i]``, same shape and dtype (no broadcasting).
+- ``astype_fwd_kernel1``: ``out[i] = x[i]`` converted by the store (made by
+  ``make_astype_kernel(to_bool=False)``), and ``out[i] = x[i] != 0`` for a conversion to bool
+  (``to_bool=True``; NaN converts to True, as in NumPy). Supported: every pair of float32,
+  float64, int64 and bool (``SUPPORTED_DTYPES``); anything else raises ``TypeError``. Float to
+  int64 truncates toward zero; NaN, inf and out-of-range floats give undefined int64 values, as
+  NumPy (which warns) does.
+- ``full_fwd_kernel1``: ``out[i] = value``, ``value`` passed as a kernel argument of the dtype.
+
+Cost (n = output elements, s = bytes per element; no FLOPs, all kernels move memory):
+
+=====================  =======================================================================
+kernel                 bytes moved (DRAM, ideal)
+=====================  =======================================================================
+permute                2*n*s (the input read once, uncoalesced unless the last axis stays last)
+broadcast_to           n_in*s + n*s (broadcast re-reads hit in cache)
+index (gather)         n*8 (map) + n*s + n*s, plus n*8 host-to-device
+index_bwd (scatter)    n_x*s (zeroing) + n*8 + n*s + n atomic read-modify-writes of s bytes
+concat                 2*n*s over all launches
+copy_into, astype      n*s_in + n*s_out
+full                   n*s
+=====================  =======================================================================
+
+Indices are int64 throughout (correct past 2**31 elements; 32-bit index arithmetic is a later
+version). There are no ``@cuda.jit(device=True)`` helpers (numba-cuda 0.30 compiles them for the
+present GPU only; see elementwise.py).
+
+Test (simulator, no GPU; tiny odd shapes, a block of 8 threads and at most 4 blocks so the
+grid-stride loops wrap)::
+
+    NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=src:tests python -m pytest -q tests/test_cuda_layout.py
+
+``PTX_SIGNATURES`` at the end lists every kernel and signature the launchers use on a GPU, for the
+compile check (``python -m tilegrad.backends.cuda.ptx --families layout``).
+"""
+import functools
+
+import numpy as np
+from numba import boolean, cuda, float32, float64, int64
+
+from . import runtime as rt
+
+# Grid-stride loops, so any grid is correct. Under the simulator each CUDA thread is a Python
+# thread: few threads, and few blocks so that the loops wrap.
+THREADS = 8 if rt.SIMULATOR else 256
+MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
+                    np.dtype(np.bool_))
+
+# ---------------------------------------------------------------- kernels
+
+
+def _make_strided_gather_kernel():
+    """``out[i] = x[offset(i)]``, the offset from the output coordinates of ``i`` and per-dimension
+    input strides (the permuted strides for permute, 0 on broadcast dims for broadcast_to)."""
+
+    @cuda.jit
+    def strided_gather_kernel(x, out, sizes, strides, n):
+        ndim = sizes.shape[0]
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            # Coordinates of output i, last dimension first; what is left after the inner
+            # dimensions is the coordinate along dimension 0 (no % needed).
+            rest = i
+            src = 0
+            for d in range(ndim - 1, 0, -1):
+                src += (rest % sizes[d]) * strides[d]
+                rest //= sizes[d]
+            out[i] = x[src + rest * strides[0]]
+
+    return strided_gather_kernel
+
+
+permute_fwd_kernel1 = _make_strided_gather_kernel()
+broadcast_to_fwd_kernel1 = _make_strided_gather_kernel()
+
+
+@cuda.jit
+def index_fwd_kernel1(x, src, out, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = x[src[i]]          # src: flat offsets into x, computed on the host
+
+
+@cuda.jit
+def index_bwd_kernel1(grad, src, out, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        # Several i may share one src[i] (a repeated index): the add must be atomic.
+        cuda.atomic.add(out, src[i], grad[i])
+
+
+@cuda.jit
+def concat_fwd_kernel1(x, out, block_in, block_out, offset, n):
+    # x is (outer) blocks of block_in = k*inner contiguous elements; block o goes to
+    # o*block_out + offset in out, block_out = K*inner, offset = (rows before x)*inner.
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        o = i // block_in
+        out[o * block_out + offset + (i - o * block_in)] = x[i]
+
+
+@cuda.jit
+def copy_into_fwd_kernel1(src, dst, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+@functools.lru_cache(maxsize=None)
+def make_astype_kernel(to_bool):
+    """``astype_fwd_kernel1``: the store converts (``to_bool`` False), or ``x != 0`` (True).
+    ``to_bool`` is a compile-time constant, so Numba prunes the other branch."""
+
+    @cuda.jit
+    def astype_fwd_kernel1(x, out, n):
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            if to_bool:
+                out[i] = x[i] != 0          # NaN != 0: True, as in NumPy
+            else:
+                out[i] = x[i]               # the store converts (float to int64 truncates)
+
+    return astype_fwd_kernel1
+
+
+@cuda.jit
+def full_fwd_kernel1(out, value, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[i] = value
+
+# ---------------------------------------------------------------- host-side layout
+
+
+def _c_strides(shape):
+    """C-order strides of ``shape`` in elements."""
+    strides, acc = [0] * len(shape), 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = acc
+        acc *= shape[d]
+    return strides
+
+
+def _coalesce(dims):
+    """(size, stride) pairs in C order, size-1 ones dropped, neighbours merged when stepping the
+    outer one equals stepping the inner one through its whole size; at least one pair."""
+    out = []
+    for size, stride in dims:
+        if size == 1:
+            continue
+        if out and out[-1][1] == stride * size:
+            out[-1] = (out[-1][0] * size, stride)
+        else:
+            out.append((size, stride))
+    return out or [(1, 0)]
+
+
+@functools.lru_cache(maxsize=512)
+def _gather_layout(dims):
+    """Device int64 arrays (sizes, strides) of the coalesced ``dims``; cached per layout (only
+    read by the kernels; a training step repeats its shapes, so one upload each)."""
+    dims = _coalesce(dims)
+    return (rt.from_numpy(np.array([s for s, _ in dims], dtype=np.int64)),
+            rt.from_numpy(np.array([st for _, st in dims], dtype=np.int64)))
+
+
+def _flat(x):
+    """A 1-D C-contiguous view of ``x`` (a copy first if ``x`` is not C-contiguous)."""
+    if not x.flags.c_contiguous:
+        x = rt.copy(x)
+    return x.reshape(-1)
+
+
+def _grid(n):
+    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
+
+
+def _size(shape):
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _host_key(key):
+    """``key`` as a tuple whose index arrays are NumPy arrays (device ones copied to the host)."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(rt.to_numpy(k) if hasattr(k, "__cuda_array_interface__") else k for k in key)
+
+
+def _index_map(shape, key):
+    """(device int64 array of flat source offsets, result shape) of ``x[key]`` for ``x`` of
+    ``shape``: NumPy indexes an array of offsets on the host (O(size of x) host work)."""
+    src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[_host_key(key)]
+    src = np.array(src, dtype=np.int64, order="C")    # all-int keys give a scalar: keep it 0-d
+    return rt.from_numpy(src.reshape(-1)), src.shape
+
+
+def _check_dtype(dtype, what):
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{what}: dtype {dtype} is not supported by the CUDA backend (supported: "
+                        + ", ".join(str(d) for d in SUPPORTED_DTYPES) + ")")
+    return dtype
+
+# ---------------------------------------------------------------- launchers
+
+
+def reshape(x, shape):
+    """A view of ``x`` with ``shape`` (backend arrays are C-contiguous: no data moves)."""
+    return x.reshape(shape)
+
+
+def permute(x, axes):
+    """``x`` with its axes reordered (``out.shape[d] = x.shape[axes[d]]``), C-contiguous."""
+    nd = x.ndim
+    axes = tuple(range(nd - 1, -1, -1)) if axes is None else tuple(int(a) % max(nd, 1)
+                                                                    for a in axes)
+    assert sorted(axes) == list(range(nd)), f"permute: {axes} is not a permutation of {nd} axes"
+    strides = _c_strides(tuple(x.shape))
+    out = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
+    n = out.size
+    if n:
+        sizes, in_strides = _gather_layout(tuple((x.shape[a], strides[a]) for a in axes))
+        permute_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), sizes,
+                                                            in_strides, n)
+    return out
+
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape`` (NumPy rules), materialised and C-contiguous."""
+    shape = tuple(int(s) for s in shape)
+    pad = len(shape) - x.ndim
+    assert pad >= 0, f"broadcast_to: cannot broadcast {x.shape} to {shape}"
+    in_shape = (1,) * pad + tuple(x.shape)
+    strides = _c_strides(in_shape)
+    dims = []
+    for d, (m, k) in enumerate(zip(in_shape, shape)):
+        assert m in (1, k), f"broadcast_to: cannot broadcast {x.shape} to {shape}"
+        dims.append((k, strides[d] if m != 1 else 0))   # stride 0: every coordinate reads one
+    out = rt.empty(shape, x.dtype)
+    n = out.size
+    if n:
+        sizes, in_strides = _gather_layout(tuple(dims))
+        broadcast_to_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), sizes,
+                                                                 in_strides, n)
+    return out
+
+
+def index(x, key):
+    """A copy of ``x[key]`` with NumPy's indexing rules (ints, slices, None, Ellipsis, lists, int
+    and bool arrays). The host computes the map of source offsets (see the module docstring)."""
+    src, shape = _index_map(tuple(x.shape), key)
+    out = rt.empty(shape, x.dtype)
+    n = out.size
+    if n:
+        index_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), src, out.reshape(-1), n)
+    return out
+
+
+def index_bwd(grad, key, shape):
+    """Gradient of ``x[key]``: ``grad`` scattered with accumulation into zeros of ``shape``."""
+    src, out_shape = _index_map(tuple(shape), key)
+    if tuple(grad.shape) != tuple(out_shape):
+        grad = broadcast_to(grad, out_shape)        # np.add.at broadcasts the values, too
+    out = rt.zeros(tuple(shape), grad.dtype)
+    n = grad.size
+    if n:
+        index_bwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(grad), src, out.reshape(-1), n)
+    return out
+
+
+def concat(xs, axis):
+    """The arrays ``xs`` (same dtype, same shape but along ``axis``) joined along ``axis``."""
+    xs = list(xs)
+    assert xs, "concat: no arrays"
+    nd = xs[0].ndim
+    axis = int(axis) % max(nd, 1)
+    dtype = xs[0].dtype
+    for x in xs:
+        assert x.dtype == dtype, f"concat: dtypes differ ({dtype}, {x.dtype})"
+        assert x.ndim == nd and all(x.shape[d] == xs[0].shape[d] for d in range(nd) if d != axis), \
+            f"concat: shapes {[tuple(x.shape) for x in xs]} do not match off axis {axis}"
+    total = sum(x.shape[axis] for x in xs)
+    shape = tuple(xs[0].shape[:axis]) + (total,) + tuple(xs[0].shape[axis + 1:])
+    inner = _size(shape[axis + 1:])
+    out = rt.empty(shape, dtype)
+    flat_out = out.reshape(-1)
+    rows = 0
+    for x in xs:
+        n = x.size
+        if n:
+            concat_fwd_kernel1[_grid(n), THREADS, rt.stream()](
+                _flat(x), flat_out, x.shape[axis] * inner, total * inner, rows * inner, n)
+        rows += x.shape[axis]
+    return out
+
+
+def copy_into(dst, src):
+    """Write ``src`` into the existing C-contiguous array ``dst`` (same shape and dtype)."""
+    assert tuple(dst.shape) == tuple(src.shape), \
+        f"copy_into: shapes differ ({dst.shape}, {src.shape})"
+    assert dst.dtype == src.dtype, f"copy_into: dtypes differ ({dst.dtype}, {src.dtype})"
+    assert dst.flags.c_contiguous, "copy_into: dst must be C-contiguous (written through a view)"
+    n = dst.size
+    if n:
+        copy_into_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(src), dst.reshape(-1), n)
+
+
+def astype(x, dtype):
+    """A copy of ``x`` converted to ``dtype``, as ``numpy.ndarray.astype``; both dtypes among
+    ``SUPPORTED_DTYPES`` (float32, float64, int64, bool), else ``TypeError``."""
+    src_dtype = _check_dtype(x.dtype, "astype")
+    dtype = _check_dtype(dtype, "astype")
+    out = rt.empty(tuple(x.shape), dtype)
+    n = out.size
+    if n:
+        kernel = make_astype_kernel(dtype == np.bool_ and src_dtype != np.bool_)
+        kernel[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), n)
+    return out
+
+
+def full(shape, value, dtype):
+    """A new array of ``shape`` filled with ``value`` taken in ``dtype`` (one of
+    ``SUPPORTED_DTYPES``)."""
+    dtype = _check_dtype(dtype, "full")
+    out = rt.empty(shape, dtype)
+    n = out.size
+    if n:
+        full_fwd_kernel1[_grid(n), THREADS, rt.stream()](out.reshape(-1), dtype.type(value), n)
+    return out
+
+# ---------------------------------------------------------------- compile check
+
+_NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64,
+                np.dtype(np.int64): int64, np.dtype(np.bool_): boolean}
+
+
+def _signatures():
+    idx = int64[::1]
+    sigs = []
+    # Data movement in the float dtypes; full also makes int64 and bool arrays (masks, targets).
+    for f in (float32, float64):
+        arr = f[::1]
+        sigs += [
+            ("permute_fwd_kernel1", permute_fwd_kernel1, (arr, arr, idx, idx, int64)),
+            ("broadcast_to_fwd_kernel1", broadcast_to_fwd_kernel1, (arr, arr, idx, idx, int64)),
+            ("index_fwd_kernel1", index_fwd_kernel1, (arr, idx, arr, int64)),
+            ("index_bwd_kernel1", index_bwd_kernel1, (arr, idx, arr, int64)),
+            ("concat_fwd_kernel1", concat_fwd_kernel1, (arr, arr, int64, int64, int64, int64)),
+            ("copy_into_fwd_kernel1", copy_into_fwd_kernel1, (arr, arr, int64)),
+        ]
+    for d in SUPPORTED_DTYPES:
+        t = _NUMBA_TYPES[d]
+        sigs.append((f"full_fwd_kernel1_{d}", full_fwd_kernel1, (t[::1], t, int64)))
+    # Every supported astype pair, with the kernel the launcher picks for it.
+    for a in SUPPORTED_DTYPES:
+        for b in SUPPORTED_DTYPES:
+            kernel = make_astype_kernel(b == np.bool_ and a != np.bool_)
+            sigs.append((f"astype_fwd_kernel1_{a}_to_{b}", kernel,
+                         (_NUMBA_TYPES[a][::1], _NUMBA_TYPES[b][::1], int64)))
+    return sigs
+
+
+# (name, kernel, numba signature) for every kernel and dtype the launchers use on a GPU.
+PTX_SIGNATURES = _signatures()

@@ -1,0 +1,105 @@
+"""The CUDA log-softmax and fused cross-entropy kernels in Numba's simulator, against the NumPy
+backend in float64 (and float32 with a float32 tolerance), on odd shapes (never block multiples),
+with large-magnitude logits to show the max-subtraction keeps them stable."""
+import os
+
+import numpy as np
+import pytest
+
+from helpers import assert_close, rng
+
+if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("the CUDA kernels run here in Numba's simulator: set NUMBA_ENABLE_CUDASIM=1",
+                allow_module_level=True)
+pytest.importorskip("numba", reason="numba-cuda is not installed")
+
+from tilegrad.backends import numpy as ref          # noqa: E402
+from tilegrad.backends.cuda import softmax as sm    # noqa: E402
+
+CS = [1, 3, 13, 33]         # 33 > 4 * the simulator's block of 8: each thread holds several
+NS = [1, 3, 7]              # 7 rows > the simulator's 4 blocks: the row loop wraps
+TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def _logits(shape, seed, scale=1.0):
+    return rng(seed).standard_normal(shape) * scale
+
+
+def _target(n, c, seed):
+    return rng(seed).integers(0, c, n).astype(np.int64)
+
+
+# Large logits: exp(500 * 3) overflows float64 unless the row max is subtracted first, and the
+# simulator (Python's math.exp) raises OverflowError on it rather than returning inf. The float32
+# test uses x*50, past float32's exp range (exp(89) overflows).
+CASES = [(n, c, 1.0) for n in NS for c in CS] + [(1, 1, 500.0), (7, 13, 500.0), (3, 33, 500.0)]
+
+
+@pytest.mark.parametrize("n,c,scale", CASES, ids=str)
+def test_cross_entropy_against_numpy_float64(n, c, scale):
+    x = _logits((n, c), seed=10 * n + c, scale=scale)
+    t = _target(n, c, seed=n + c)
+    g = rng(n * c).standard_normal(n)
+    loss = sm.cross_entropy_fwd(x, t)
+    dx = sm.cross_entropy_bwd(x, t, g)
+    assert loss.dtype == np.float64 and dx.dtype == np.float64
+    assert np.isfinite(loss).all() and np.isfinite(dx).all()
+    assert_close(loss, ref.cross_entropy_fwd(x, t), what="loss", **TOL[np.float64])
+    assert_close(dx, ref.cross_entropy_bwd(x, t, g), what="dlogits", **TOL[np.float64])
+
+
+@pytest.mark.parametrize("scale", [1.0, 500.0])
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 13), (7, 3), (3, 33), (2, 3, 13), (2, 1, 3, 5)],
+                         ids=str)
+def test_log_softmax_against_numpy_float64(shape, scale):
+    seed = sum(shape)
+    x = _logits(shape, seed, scale)
+    y = sm.log_softmax_fwd(x)
+    assert y.shape == shape and np.isfinite(y).all()
+    y_ref = ref.log_softmax_fwd(x)
+    assert_close(y, y_ref, what="log_softmax", **TOL[np.float64])
+    g = rng(seed + 1).standard_normal(shape)
+    assert_close(sm.log_softmax_bwd(g, y_ref), ref.log_softmax_bwd(g, y_ref), what="grad",
+                 **TOL[np.float64])
+
+
+@pytest.mark.parametrize("c", [3, 33])
+def test_float32(c):
+    n = 7
+    x = _logits((n, c), seed=c, scale=50.0)
+    t = _target(n, c, seed=c + 1)
+    g = rng(c + 2).standard_normal(n)
+    x32, g32 = x.astype(np.float32), g.astype(np.float32)
+    x64, g64 = x32.astype(np.float64), g32.astype(np.float64)
+    tol = TOL[np.float32]
+    outs = [sm.log_softmax_fwd(x32), sm.cross_entropy_fwd(x32, t),
+            sm.cross_entropy_bwd(x32, t, g32),
+            sm.log_softmax_bwd(np.broadcast_to(g32[:, None], (n, c)).copy(),
+                               ref.log_softmax_fwd(x32))]
+    assert all(o.dtype == np.float32 for o in outs)
+    y_ref = ref.log_softmax_fwd(x64)
+    assert_close(outs[0], y_ref, what="log_softmax", **tol)
+    assert_close(outs[1], ref.cross_entropy_fwd(x64, t), what="loss", **tol)
+    assert_close(outs[2], ref.cross_entropy_bwd(x64, t, g64), what="dlogits", **tol)
+    g2 = np.broadcast_to(g64[:, None], (n, c))
+    assert_close(outs[3], ref.log_softmax_bwd(g2, ref.log_softmax_fwd(x32).astype(np.float64)),
+                 what="log_softmax grad", **tol)
+
+
+def test_non_contiguous_inputs():
+    """A transposed input and a broadcast (stride-0) grad_loss, as CrossEntropy.backward passes
+    for reduction='mean', are copied to contiguous storage first."""
+    x = _logits((5, 7), seed=3).T                    # (7, 5), not C-contiguous
+    t = _target(7, 5, seed=4)
+    g = np.broadcast_to(np.array([0.37]), (7,))
+    assert_close(sm.log_softmax_fwd(x), ref.log_softmax_fwd(x), **TOL[np.float64])
+    assert_close(sm.cross_entropy_bwd(x, t, g), ref.cross_entropy_bwd(x, t, g), **TOL[np.float64])
+
+
+def test_bad_target_gives_nan_not_an_out_of_bounds_read():
+    x = _logits((3, 5), seed=5)
+    t = np.array([0, 5, -1], dtype=np.int64)
+    loss = sm.cross_entropy_fwd(x, t)
+    dx = sm.cross_entropy_bwd(x, t, np.ones(3))
+    assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+    assert np.isfinite(dx[0]).all() and np.isnan(dx[1:]).all()
