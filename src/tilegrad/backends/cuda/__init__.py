@@ -6,11 +6,11 @@ broadcasting, pow, relu backward, where), ``reduce`` (sum, amax, argmax), ``matm
 ladder), ``layout`` (permute, broadcast, index and its backward, concat, copies, casts, fill),
 ``pool`` (max-pool with argmax and its backward), ``lstm`` (the cell's fused pointwise part),
 ``softmax`` (log-softmax and fused softmax cross-entropy), ``embedding`` (gather, scatter-add),
-``optim`` (fused SGD and Adam). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs
-``ptxas -v``.
+``optim`` (fused SGD and Adam), ``conv`` (forward, backward-data and backward-weight as
+implicit GEMMs). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs ``ptxas -v``.
 
-Still to do before device "cuda" is enabled: conv2d (forward, backward-data, backward-weight),
-then this module exposing every primitive under numpy.py's names, and the device tests and one
-training step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
+Still to do before device "cuda" is enabled: this module exposing every primitive under
+numpy.py's names (matmul through ``tilegrad.kernels``), then the device tests and one training
+step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
 disabled device that says so.
 """
