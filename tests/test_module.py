@@ -409,3 +409,27 @@ def test_to_float64():
     assert_close(x.grad.numpy(), 2 * x.numpy(), rtol=1e-6)
     assert x.double().dtype == tg.float64 and x.to("cpu", tg.float64).dtype == tg.float64
     assert tg.arange(3).to(tg.float64).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_to_moves_tensors_and_modules_to_another_device_and_gradients_back():
+    """A second device on the NumPy backend stands in for a GPU: .to() must move the values
+    there (the output's device is the target's, not the input's), and backward must bring the
+    gradient back to the original device."""
+    from tilegrad.backends import Device, _registry
+    import tilegrad.backends.numpy as numpy_backend
+    other = Device("other", numpy_backend)
+    _registry()["other"] = other
+    try:
+        x = tg.randn(3, 4, requires_grad=True)
+        y = x.to("other", tg.float64)
+        assert y.device == other and y.dtype == tg.float64
+        (y * y).sum().backward()
+        assert x.grad.device == x.device and x.grad.dtype == tg.float32
+        assert_close(x.grad.numpy(), 2 * x.numpy(), rtol=1e-6)
+        m = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).to("other")
+        assert all(p.device == other for p in m.parameters())
+        with pytest.raises(ValueError, match="different devices"):
+            m(tg.randn(2, 4))
+        assert m(tg.randn(2, 4, device="other")).device == other
+    finally:
+        del _registry()["other"]

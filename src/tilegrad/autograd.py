@@ -76,6 +76,7 @@ class Function:
         fn = cls(dev.backend, needs)
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
+        dev = getattr(fn, "out_device", dev)   # set by the one Function that changes device
         record = is_grad_enabled() and any(needs)
         if record:
             fn.inputs = tuple(tensors)

@@ -105,7 +105,7 @@ class ToDevice(Function):
 
     def forward(self, x, device):
         self.src = self.backend
-        self.dst = device.backend
+        self.dst, self.out_device = device.backend, device
         return device.backend.from_numpy(self.backend.to_numpy(x))
 
     def backward(self, grad):
