@@ -9,8 +9,8 @@ ladder), ``layout`` (permute, broadcast, index and its backward, concat, copies,
 ``optim`` (fused SGD and Adam), ``conv`` (forward, backward-data and backward-weight as
 implicit GEMMs). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs ``ptxas -v``.
 
-Still to do before device "cuda" is enabled: this module exposing every primitive under
-numpy.py's names (matmul through ``tilegrad.kernels``), then the device tests and one training
-step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
+``backend`` gathers the launchers into one module under numpy.py's names (matmul through
+``tilegrad.kernels``). Still to do before device "cuda" is enabled: the device-level tests (the
+``device`` fixture) and one training step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
 disabled device that says so.
 """
