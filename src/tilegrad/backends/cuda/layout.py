@@ -157,34 +157,11 @@ def full_fwd_kernel1(out, value, n):
 # ---------------------------------------------------------------- host-side layout
 
 
-def _c_strides(shape):
-    """C-order strides of ``shape`` in elements."""
-    strides, acc = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        strides[d] = acc
-        acc *= shape[d]
-    return strides
-
-
-def _coalesce(dims):
-    """(size, stride) pairs in C order, size-1 ones dropped, neighbours merged when stepping the
-    outer one equals stepping the inner one through its whole size; at least one pair."""
-    out = []
-    for size, stride in dims:
-        if size == 1:
-            continue
-        if out and out[-1][1] == stride * size:
-            out[-1] = (out[-1][0] * size, stride)
-        else:
-            out.append((size, stride))
-    return out or [(1, 0)]
-
-
 @functools.lru_cache(maxsize=512)
 def _gather_layout(dims):
     """Device int64 arrays (sizes, strides) of the coalesced ``dims``; cached per layout (only
     read by the kernels; a training step repeats its shapes, so one upload each)."""
-    dims = _coalesce(dims)
+    dims = rt.coalesce(dims)
     return (rt.from_numpy(np.array([s for s, _ in dims], dtype=np.int64)),
             rt.from_numpy(np.array([st for _, st in dims], dtype=np.int64)))
 
@@ -239,7 +216,7 @@ def permute(x, axes):
     axes = tuple(range(nd - 1, -1, -1)) if axes is None else tuple(int(a) % max(nd, 1)
                                                                     for a in axes)
     assert sorted(axes) == list(range(nd)), f"permute: {axes} is not a permutation of {nd} axes"
-    strides = _c_strides(tuple(x.shape))
+    strides = rt.c_strides(tuple(x.shape))
     out = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
     n = out.size
     if n:
@@ -255,7 +232,7 @@ def broadcast_to(x, shape):
     pad = len(shape) - x.ndim
     assert pad >= 0, f"broadcast_to: cannot broadcast {x.shape} to {shape}"
     in_shape = (1,) * pad + tuple(x.shape)
-    strides = _c_strides(in_shape)
+    strides = rt.c_strides(in_shape)
     dims = []
     for d, (m, k) in enumerate(zip(in_shape, shape)):
         assert m in (1, k), f"broadcast_to: cannot broadcast {x.shape} to {shape}"

@@ -200,30 +200,13 @@ argmax_fwd_kernel1 = make_argmax_kernel(BLOCK)
 # ---------------------------------------------------------------- host-side layout
 
 
-def _coalesce(dims):
-    """(size, stride) pairs in C order, size-1 ones dropped, neighbours merged when stepping the
-    outer one equals stepping the inner one through its whole size; at least one pair."""
-    out = []
-    for size, stride in dims:
-        if size == 1:
-            continue
-        if out and out[-1][1] == stride * size:
-            out[-1] = (out[-1][0] * size, stride)
-        else:
-            out.append((size, stride))
-    return out or [(1, 0)]
-
-
 @functools.lru_cache(maxsize=512)
 def _reduce_layout(shape, axes):
     """Device int64 arrays (kept sizes, kept strides, reduced sizes, reduced strides) of a
     C-contiguous array of ``shape`` reduced over ``axes``; cached per (shape, axes)."""
-    strides, acc = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        strides[d] = acc
-        acc *= shape[d]
-    kept = _coalesce([(shape[d], strides[d]) for d in range(len(shape)) if d not in axes])
-    red = _coalesce([(shape[d], strides[d]) for d in axes])
+    strides = rt.c_strides(shape)
+    kept = rt.coalesce([(shape[d], strides[d]) for d in range(len(shape)) if d not in axes])
+    red = rt.coalesce([(shape[d], strides[d]) for d in axes])
     arrays = [np.array([p[k] for p in dims], dtype=np.int64) for dims in (kept, red) for k in (0, 1)]
     return tuple(rt.from_numpy(a) for a in arrays)
 

@@ -37,6 +37,30 @@ def ceil_div(a, b):
     return (a + b - 1) // b
 
 
+def c_strides(shape):
+    """Host-side: the C-order strides of ``shape``, in elements."""
+    strides, acc = [0] * len(shape), 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d] = acc
+        acc *= shape[d]
+    return strides
+
+
+def coalesce(dims):
+    """Host-side: (size, stride) pairs in C order with size-1 ones dropped and neighbours merged
+    when stepping the outer one equals stepping the inner one through its whole size, so that
+    kernels peel as few coordinates as possible; at least one pair."""
+    out = []
+    for size, stride in dims:
+        if size == 1:
+            continue
+        if out and out[-1][1] == stride * size:
+            out[-1] = (out[-1][0] * size, stride)
+        else:
+            out.append((size, stride))
+    return out or [(1, 0)]
+
+
 def stream():
     """The stream kernels launch on: CuPy's current stream on a GPU, the default one simulated."""
     if SIMULATOR:
