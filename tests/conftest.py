@@ -31,3 +31,4 @@ def _seeded():
     np.random.seed(0)
     yield
     tg.set_default_dtype(tg.float32)
+    tg.set_default_device("cpu")

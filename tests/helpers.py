@@ -90,5 +90,25 @@ def check_torch(tg_fn, torch_fn, *arrays, rtol=RTOL_TORCH, atol=1e-12, seed=2):
             assert_close(a.grad.numpy(), b.grad.numpy(), rtol, atol, what=f"gradient of input {k}")
 
 
+def check_same_as_cpu(fn, cpu_fn, *arrays, rtol=1e-10, atol=1e-12, seed=1):
+    """``fn`` (on some device) and ``cpu_fn`` on the same float64 inputs: outputs, and the
+    gradients of ``sum(w * out)`` for random ``w``, must agree to ``rtol``."""
+    results = []
+    for f in (fn, cpu_fn):
+        r = rng(seed)
+        ts = [tg.tensor(a, dtype=a.dtype, requires_grad=a.dtype.kind == "f") for a in arrays]
+        outs = _as_outputs(f(*ts))
+        sum((o * tg.tensor(r.standard_normal(o.shape))).sum() for o in outs).backward()
+        results.append(([o.numpy() for o in outs], [t.grad for t in ts]))
+    (outs, grads), (want_outs, want_grads) = results
+    assert len(outs) == len(want_outs)
+    for k, (a, b) in enumerate(zip(outs, want_outs)):
+        assert_close(a, b, rtol, atol, what=f"output {k}")
+    for k, (a, b) in enumerate(zip(grads, want_grads)):
+        assert (a is None) == (b is None), f"input {k}: a gradient on one device only"
+        if b is not None:
+            assert_close(a.numpy(), b.numpy(), rtol, atol, what=f"gradient of input {k}")
+
+
 def on_ci():
     return bool(os.environ.get("CI"))

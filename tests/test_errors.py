@@ -1,5 +1,11 @@
 """Bad input gets a clear ValueError/TypeError naming the op and the shapes or dtypes involved,
-and changes nothing: no parameter, gradient, optimizer state or model state is touched."""
+and changes nothing: no parameter, gradient, optimizer state or model state is touched.
+
+Every test runs once per available device, with that device as the default one, and ``refused``
+checks that the error came before any computing primitive of the device's backend ran (on
+"cuda": before any kernel launch). Making, copying and reading memory do not count.
+"""
+import contextlib
 import re
 
 import numpy as np
@@ -11,8 +17,52 @@ import tilegrad as tg
 from tilegrad import nn
 from tilegrad.nn import functional as F
 
-CUDA = tg.device("cuda")
-needs_disabled_cuda = pytest.mark.skipif(CUDA.available, reason="cuda is available here")
+from tilegrad import backends
+
+MEMORY = {"empty", "zeros", "full", "from_numpy", "to_numpy", "copy", "synchronize"}
+REASON = "its driver is not installed (a test's stand-in)"
+
+
+@pytest.fixture(autouse=True, params=[d.name for d in tg.devices() if d.available])
+def default_device(request):
+    tg.set_default_device(request.param)
+    yield request.param
+    tg.set_default_device("cpu")
+
+
+@contextlib.contextmanager
+def refused(exc, match=None):
+    """``pytest.raises``, and no computing primitive of the default device's backend ran inside."""
+    dev = tg.get_default_device()
+    be = dev.backend if dev.available else None
+    names = [] if be is None else [n for n, f in vars(be).items() if callable(f) and not n.startswith("_")
+             and not isinstance(f, type) and n not in MEMORY and getattr(f, "__module__", "")
+             .startswith("tilegrad.backends")]
+    ran, saved = [], {n: getattr(be, n) for n in names}
+
+    def spy(name, f):
+        def call(*args, **kwargs):
+            ran.append(name)
+            return f(*args, **kwargs)
+        return call
+
+    for n in names:
+        setattr(be, n, spy(n, saved[n]))
+    try:
+        with pytest.raises(exc, match=match) as info:
+            yield info
+    finally:
+        for n, f in saved.items():
+            setattr(be, n, f)
+    assert not ran, f"{dev.name}: {ran} ran before the error"
+
+
+@pytest.fixture
+def disabled_cuda(monkeypatch):
+    """Device "cuda" as a machine without a GPU has it: disabled, with its reason."""
+    registry = backends._registry()
+    monkeypatch.setitem(registry, "cuda", tg.Device("cuda", None, REASON))
+    return registry["cuda"]
 
 
 def msg(*parts):
@@ -48,25 +98,25 @@ def with_grads(module, *inputs):
 def test_matmul_inner_dimension_mismatch(op):
     a, b = tg.randn(3, 4, requires_grad=True), tg.randn(5, 2, requires_grad=True)
     before = snapshot(a, b)
-    with pytest.raises(ValueError, match=msg("matmul", (3, 4), (5, 2))):
+    with refused(ValueError, match=msg("matmul", (3, 4), (5, 2))):
         op(a, b)
     assert_unchanged(before, [a, b])
 
 
 def test_matmul_vector_and_batch_mismatch():
-    with pytest.raises(ValueError, match=msg("matmul", (3,), (4,))):
+    with refused(ValueError, match=msg("matmul", (3,), (4,))):
         tg.randn(3) @ tg.randn(4)
-    with pytest.raises(ValueError, match=msg("matmul", (7, 3), (4,))):
+    with refused(ValueError, match=msg("matmul", (7, 3), (4,))):
         tg.randn(7, 3) @ tg.randn(4)
-    with pytest.raises(ValueError, match=msg("matmul", (2, 3, 4), (3, 4, 5))):
+    with refused(ValueError, match=msg("matmul", (2, 3, 4), (3, 4, 5))):
         tg.randn(2, 3, 4) @ tg.randn(3, 4, 5)
-    with pytest.raises(ValueError, match=msg("matmul", (), (3,))):
+    with refused(ValueError, match=msg("matmul", (), (3,))):
         tg.matmul(tg.randn(()), tg.randn(3))
 
 
 def test_matmul_dtype_mismatch():
     a, b = tg.randn(3, 4), tg.randn(4, 2, dtype=tg.float64)
-    with pytest.raises(TypeError, match=msg("matmul", "float32", "float64")):
+    with refused(TypeError, match=msg("matmul", "float32", "float64")):
         a @ b
 
 
@@ -74,9 +124,9 @@ def test_matmul_dtype_mismatch():
 
 def test_functional_linear_shape_mismatch():
     x, w = tg.randn(3, 7), tg.randn(5, 4)
-    with pytest.raises(ValueError, match=msg("linear", (3, 7), (5, 4))):
+    with refused(ValueError, match=msg("linear", (3, 7), (5, 4))):
         F.linear(x, w)
-    with pytest.raises(ValueError, match=msg("linear", "bias", (4,), (5, 4))):
+    with refused(ValueError, match=msg("linear", "bias", (4,), (5, 4))):
         F.linear(tg.randn(3, 4), w, tg.randn(4))
 
 
@@ -84,7 +134,7 @@ def test_linear_module_shape_mismatch_changes_nothing():
     m = nn.Linear(4, 5)
     params = with_grads(m, tg.randn(3, 4))
     before = snapshot(*params)
-    with pytest.raises(ValueError, match=msg("linear", (2, 3, 7), (5, 4))):
+    with refused(ValueError, match=msg("linear", (2, 3, 7), (5, 4))):
         m(tg.randn(2, 3, 7))
     assert_unchanged(before, params)
 
@@ -93,22 +143,23 @@ def test_linear_float64_input_into_float32_layer():
     m = nn.Linear(4, 5)
     params = with_grads(m, tg.randn(2, 4))
     before = snapshot(*params)
-    with pytest.raises(TypeError, match=msg("linear", "float64", "float32")):
+    with refused(TypeError, match=msg("linear", "float64", "float32")):
         m(tg.randn(2, 4, dtype=tg.float64))
     assert_unchanged(before, params)
     assert m(tg.randn(2, 4, dtype=tg.float64).float()).dtype == tg.float32
 
 
 def test_linear_integer_input():
-    with pytest.raises(TypeError, match=msg("linear", "int64")):
-        nn.Linear(3, 2)(tg.arange(6).reshape(2, 3))
+    m, x = nn.Linear(3, 2), tg.arange(6).reshape(2, 3)
+    with refused(TypeError, match=msg("linear", "int64")):
+        m(x)
 
 
 # ---------------------------------------------------------------- conv2d
 
 def test_conv2d_channel_mismatch():
     x, w = tg.randn(2, 3, 7, 9), tg.randn(4, 2, 3, 3)
-    with pytest.raises(ValueError, match=msg("conv2d", (2, 3, 7, 9), (4, 2, 3, 3))):
+    with refused(ValueError, match=msg("conv2d", (2, 3, 7, 9), (4, 2, 3, 3))):
         F.conv2d(x, w)
 
 
@@ -116,21 +167,21 @@ def test_conv2d_non_4d_input_changes_nothing():
     m = nn.Conv2d(3, 4, 3)
     params = with_grads(m, tg.randn(1, 3, 5, 6))
     before = snapshot(*params)
-    with pytest.raises(ValueError, match=msg("conv2d", (3, 7, 9), (4, 3, 3, 3))):
+    with refused(ValueError, match=msg("conv2d", (3, 7, 9), (4, 3, 3, 3))):
         m(tg.randn(3, 7, 9))
     assert_unchanged(before, params)
 
 
 def test_conv2d_kernel_larger_than_input():
     x, w = tg.randn(2, 3, 4, 6), tg.randn(4, 3, 5, 5)
-    with pytest.raises(ValueError, match=msg("conv2d", "kernel", (5, 5), (2, 3, 4, 6))):
+    with refused(ValueError, match=msg("conv2d", "kernel", (5, 5), (2, 3, 4, 6))):
         F.conv2d(x, w)
     # Padding counts: the same kernel fits once the input is padded to 6 x 8.
     assert F.conv2d(x, w, padding=1).shape == (2, 4, 2, 4)
 
 
 def test_conv2d_dtype_mismatch():
-    with pytest.raises(TypeError, match=msg("conv2d", "float32", "float64")):
+    with refused(TypeError, match=msg("conv2d", "float32", "float64")):
         F.conv2d(tg.randn(1, 2, 5, 5), tg.randn(3, 2, 3, 3, dtype=tg.float64))
 
 
@@ -138,19 +189,19 @@ def test_conv2d_dtype_mismatch():
 
 def test_cross_entropy_shape_mismatch():
     logits = tg.randn(3, 5, requires_grad=True)
-    with pytest.raises(ValueError, match=msg("cross_entropy", (3, 5), (2,))):
+    with refused(ValueError, match=msg("cross_entropy", (3, 5), (2,))):
         F.cross_entropy(logits, tg.tensor([1, 2]))
-    with pytest.raises(ValueError, match=msg("cross_entropy", (3, 5), (3, 1))):
+    with refused(ValueError, match=msg("cross_entropy", (3, 5), (3, 1))):
         nn.CrossEntropyLoss()(logits, tg.tensor([[1], [2], [0]]))
-    with pytest.raises(ValueError, match=msg("cross_entropy", (5,), ())):
+    with refused(ValueError, match=msg("cross_entropy", (5,), ())):
         F.cross_entropy(tg.randn(5), tg.tensor(1))
     assert logits.grad is None
 
 
 def test_cross_entropy_non_integer_target():
-    with pytest.raises(TypeError, match=msg("cross_entropy", "target", "float32")):
+    with refused(TypeError, match=msg("cross_entropy", "target", "float32")):
         F.cross_entropy(tg.randn(3, 5), tg.tensor([1.0, 2.0, 0.0]))
-    with pytest.raises(TypeError, match=msg("cross_entropy", "target", "list")):
+    with refused(TypeError, match=msg("cross_entropy", "target", "list")):
         F.cross_entropy(tg.randn(3, 5), [1, 2, 0])
 
 
@@ -159,7 +210,7 @@ def test_cross_entropy_class_index_out_of_range(bad):
     logits = tg.randn(4, 5, requires_grad=True)
     before = snapshot(logits)
     target = tg.tensor([1, 4, bad, 0])
-    with pytest.raises(ValueError, match=msg("cross_entropy", bad, "5 classes")):
+    with refused(ValueError, match=msg("cross_entropy", bad, "5 classes")):
         F.cross_entropy(logits, target)
     assert_unchanged(before, [logits])
 
@@ -169,14 +220,15 @@ def test_embedding_index_out_of_range(bad):
     m = nn.Embedding(6, 3)
     params = with_grads(m, tg.tensor([[0, 5], [2, 2]]))
     before = snapshot(*params)
-    with pytest.raises(ValueError, match=msg("embedding", bad, "6 rows")):
+    with refused(ValueError, match=msg("embedding", bad, "6 rows")):
         m(tg.tensor([[1, bad], [3, 0]]))
     assert_unchanged(before, params)
 
 
 def test_embedding_float_indices():
-    with pytest.raises(TypeError, match=msg("embedding", "float32")):
-        nn.Embedding(6, 3)(tg.tensor([1.0, 2.0]))
+    m, x = nn.Embedding(6, 3), tg.tensor([1.0, 2.0])
+    with refused(TypeError, match=msg("embedding", "float32")):
+        m(x)
 
 
 # ---------------------------------------------------------------- dtypes
@@ -187,49 +239,50 @@ def test_float32_with_float64(name, op):
     a = tg.randn(3, 4, requires_grad=True)
     b = tg.randn(3, 4, dtype=tg.float64, requires_grad=True)
     before = snapshot(a, b)
-    with pytest.raises(TypeError, match=msg(name, "float32", "float64")):
+    with refused(TypeError, match=msg(name, "float32", "float64")):
         op(a, b)
-    with pytest.raises(TypeError, match=msg(name, "float64", "float32")):
+    with refused(TypeError, match=msg(name, "float64", "float32")):
         op(b, a)
     assert_unchanged(before, [a, b])
 
 
 # ---------------------------------------------------------------- devices
 
-@needs_disabled_cuda
 @pytest.mark.parametrize("make", [
     lambda: tg.tensor([1.0, 2.0], device="cuda"),
     lambda: tg.randn(2, 3, device="cuda:0"),
     lambda: tg.zeros(3, device="cuda"),
     lambda: nn.Linear(2, 3, device="cuda"),
 ], ids=["tensor", "randn", "zeros", "Linear"])
-def test_unavailable_device_gives_the_reason(make):
-    assert CUDA.reason
-    with pytest.raises(tg.DeviceUnavailableError, match=msg("cuda", CUDA.reason)):
+def test_unavailable_device_gives_the_reason(make, disabled_cuda):
+    with refused(tg.DeviceUnavailableError, match=msg("cuda", REASON)):
         make()
+    with refused(tg.DeviceUnavailableError, match=msg("cuda", REASON)):
+        tg.set_default_device("cuda")
 
 
-@needs_disabled_cuda
-def test_moving_to_unavailable_device_changes_nothing():
+def test_moving_to_unavailable_device_changes_nothing(default_device, disabled_cuda):
+    if default_device == "cuda":
+        pytest.skip("the default device is the one disabled here")
     x = tg.randn(3, 2)
-    with pytest.raises(tg.DeviceUnavailableError, match=msg("cuda", CUDA.reason)):
+    with refused(tg.DeviceUnavailableError, match=msg("cuda", REASON)):
         x.to("cuda")
-    assert x.device == tg.device("cpu")
+    assert x.device == tg.device(default_device)
     m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     params = with_grads(m, tg.randn(5, 3))
     before = snapshot(*params)
-    with pytest.raises(tg.DeviceUnavailableError):
+    with refused(tg.DeviceUnavailableError):
         m.to("cuda")
     assert_unchanged(before, params)
-    assert all(p.device.name == "cpu" for p in params)
+    assert all(p.device.name == default_device for p in params)
 
 
 def test_unknown_device_name():
-    with pytest.raises(ValueError, match=msg("device", "tpu", "cpu")):
+    with refused(ValueError, match=msg("device", "tpu", "cpu")):
         tg.tensor([1.0], device="tpu")
-    with pytest.raises(ValueError, match=msg("device", "npu:1")):
+    with refused(ValueError, match=msg("device", "npu:1")):
         tg.randn(2, device="npu:1")
-    with pytest.raises(TypeError, match=msg("device", "int")):
+    with refused(TypeError, match=msg("device", "int")):
         tg.zeros(2, device=3)
 
 
@@ -240,14 +293,15 @@ def _on_other_device(t):
     return tg.Tensor(t.numpy(), other)
 
 
-def test_device_mismatch():
+def test_device_mismatch(default_device):
     a, b = tg.randn(3, 4), _on_other_device(tg.randn(3, 4))
-    with pytest.raises(ValueError, match=msg("add", "different devices", "cpu", "cpu-other")):
+    bt, w = b.T, _on_other_device(tg.randn(2, 4))
+    with refused(ValueError, match=msg("add", "different devices", default_device, "cpu-other")):
         a + b
-    with pytest.raises(ValueError, match=msg("matmul", "different devices")):
-        a @ b.T
-    with pytest.raises(ValueError, match=msg("linear", "different devices")):
-        F.linear(a, _on_other_device(tg.randn(2, 4)))
+    with refused(ValueError, match=msg("matmul", "different devices")):
+        a @ bt
+    with refused(ValueError, match=msg("linear", "different devices")):
+        F.linear(a, w)
 
 
 # ---------------------------------------------------------------- backward
@@ -255,7 +309,7 @@ def test_device_mismatch():
 def test_backward_non_scalar_needs_gradient():
     x = tg.randn(3, 5, requires_grad=True)
     y = x.exp()
-    with pytest.raises(ValueError, match=msg("backward", (3, 5))):
+    with refused(ValueError, match=msg("backward", (3, 5))):
         y.backward()
     assert x.grad is None
 
@@ -265,18 +319,19 @@ def test_backward_wrongly_shaped_gradient_changes_nothing():
     (x * x).sum().backward()
     before = snapshot(x)
     y = x * 3
-    with pytest.raises(ValueError, match=msg("backward", (5, 3), (3, 5))):
+    with refused(ValueError, match=msg("backward", (5, 3), (3, 5))):
         y.backward(tg.randn(5, 3))
-    with pytest.raises(ValueError, match=msg("backward", (15,), (3, 5))):
+    with refused(ValueError, match=msg("backward", (15,), (3, 5))):
         y.backward(np.ones(15, dtype=np.float32))
-    with pytest.raises(TypeError, match=msg("backward", "float64", "float32")):
+    with refused(TypeError, match=msg("backward", "float64", "float32")):
         y.backward(tg.randn(3, 5, dtype=tg.float64))
     assert_unchanged(before, [x])
 
 
 def test_backward_without_requires_grad():
-    with pytest.raises(ValueError, match=msg("backward", "does not require grad")):
-        tg.randn(3).sum().backward()
+    total = tg.randn(3).sum()
+    with refused(ValueError, match=msg("backward", "does not require grad")):
+        total.backward()
 
 
 # ---------------------------------------------------------------- broadcasting
@@ -299,18 +354,18 @@ def test_broadcast_failure_names_both_shapes(shapes):
     sa, sb = shapes
     a, b = tg.randn(*sa, requires_grad=True), tg.randn(*sb, requires_grad=True)
     before = snapshot(a, b)
-    with pytest.raises(ValueError, match=msg("add", sa, sb, "broadcast")):
+    with refused(ValueError, match=msg("add", sa, sb, "broadcast")):
         a + b
-    with pytest.raises(ValueError, match=msg("mul", sa, sb, "broadcast")):
+    with refused(ValueError, match=msg("mul", sa, sb, "broadcast")):
         a * b
     assert_unchanged(before, [a, b])
 
 
 def test_broadcast_failure_with_numpy_operand():
     x = tg.randn(3, 4)
-    with pytest.raises(ValueError, match=msg("add", (3, 4), (5,))):
+    with refused(ValueError, match=msg("add", (3, 4), (5,))):
         x + np.ones(5, dtype=np.float32)
-    with pytest.raises(ValueError, match=msg("mul", (3, 4), (2, 4))):
+    with refused(ValueError, match=msg("mul", (3, 4), (2, 4))):
         np.ones((2, 4), dtype=np.float32) * x
 
 
@@ -320,29 +375,33 @@ def test_broadcast_failure_with_numpy_operand():
 def test_reshape_incompatible(shape):
     x = tg.randn(3, 5, requires_grad=True)
     before = snapshot(x)
-    with pytest.raises(ValueError, match=msg("reshape", shape, (3, 5), "15")):
+    with refused(ValueError, match=msg("reshape", shape, (3, 5), "15")):
         x.reshape(*shape)
-    with pytest.raises(ValueError, match=msg("reshape", shape, (3, 5))):
+    with refused(ValueError, match=msg("reshape", shape, (3, 5))):
         x.view(shape)
     assert_unchanged(before, [x])
 
 
 @pytest.mark.parametrize("dtype", [tg.int64, tg.int32, tg.uint8, tg.bool_])
-def test_requires_grad_on_integer_tensor(dtype):
-    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+def test_requires_grad_on_integer_tensor(dtype, default_device):
+    if default_device == "cuda" and dtype in (tg.int32, tg.uint8):
+        with refused(TypeError, match=msg("ones", dtype, "not supported on device 'cuda'")):
+            tg.ones(4, dtype=dtype)
+        return
+    with refused(TypeError, match=msg("requires_grad", dtype)):
         tg.zeros(2, 3, dtype=dtype, requires_grad=True)
     t = tg.ones(4, dtype=dtype)
-    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+    with refused(TypeError, match=msg("requires_grad", dtype)):
         t.requires_grad_()
-    with pytest.raises(TypeError, match=msg("requires_grad", dtype)):
+    with refused(TypeError, match=msg("requires_grad", dtype)):
         t.requires_grad = True
     assert t.requires_grad is False
 
 
 def test_requires_grad_on_python_ints():
-    with pytest.raises(TypeError, match=msg("requires_grad", "int64")):
+    with refused(TypeError, match=msg("requires_grad", "int64")):
         tg.tensor([1, 2, 3], requires_grad=True)
-    with pytest.raises(TypeError, match=msg("randn", "int64")):
+    with refused(TypeError, match=msg("randn", "int64")):
         tg.randn(2, dtype=tg.int64)
 
 
@@ -385,7 +444,7 @@ def test_load_state_dict_mis_shaped_key(net, strict):
     before_state, before_params = net.state_dict(), snapshot(*net.parameters())
     bad = _fresh_state(net)
     bad["block.1.weight"] = np.ones((6, 4), dtype=np.float32)
-    with pytest.raises(ValueError, match=msg("load_state_dict", "block.1.weight", (6, 4), (4, 6))):
+    with refused(ValueError, match=msg("load_state_dict", "block.1.weight", (6, 4), (4, 6))):
         net.load_state_dict(bad, strict=strict)
     _assert_model_unchanged(net, before_state, before_params)
 
@@ -394,7 +453,7 @@ def test_load_state_dict_missing_key(net):
     before_state, before_params = net.state_dict(), snapshot(*net.parameters())
     bad = _fresh_state(net)
     del bad["stem.bias"]
-    with pytest.raises(ValueError, match=msg("load_state_dict", "missing", "stem.bias")):
+    with refused(ValueError, match=msg("load_state_dict", "missing", "stem.bias")):
         net.load_state_dict(bad)
     _assert_model_unchanged(net, before_state, before_params)
 
@@ -403,7 +462,7 @@ def test_load_state_dict_extra_key(net):
     before_state, before_params = net.state_dict(), snapshot(*net.parameters())
     bad = _fresh_state(net)
     bad["head.bias"] = np.zeros(2, dtype=np.float32)
-    with pytest.raises(ValueError, match=msg("load_state_dict", "unexpected", "head.bias")):
+    with refused(ValueError, match=msg("load_state_dict", "unexpected", "head.bias")):
         net.load_state_dict(bad)
     _assert_model_unchanged(net, before_state, before_params)
 
@@ -412,7 +471,7 @@ def test_load_state_dict_non_numeric_value(net):
     before_state, before_params = net.state_dict(), snapshot(*net.parameters())
     bad = _fresh_state(net)
     bad["head.weight"] = np.array([["a", "b", "c", "d"]] * 2)
-    with pytest.raises(TypeError, match=msg("load_state_dict", "head.weight")):
+    with refused(TypeError, match=msg("load_state_dict", "head.weight")):
         net.load_state_dict(bad)
     _assert_model_unchanged(net, before_state, before_params)
 
@@ -461,13 +520,13 @@ def test_optimizer_step_with_mismatched_grad_changes_nothing(make):
     with_grads(m, tg.randn(5, 3))
     params[2].grad = tg.randn(4, 2)           # transposed: wrong shape
     before, before_state = snapshot(*params), _optimizer_state(opt)
-    with pytest.raises(ValueError, match=msg(type(opt).__name__, (4, 2), (2, 4))):
+    with refused(ValueError, match=msg(type(opt).__name__, (4, 2), (2, 4))):
         opt.step()
     assert_unchanged(before, params)
     _assert_optimizer_unchanged(opt, before_state)
     params[2].grad = tg.randn(2, 4, dtype=tg.float64)
     before = snapshot(*params)
-    with pytest.raises(TypeError, match=msg(type(opt).__name__, "float64", "float32")):
+    with refused(TypeError, match=msg(type(opt).__name__, "float64", "float32")):
         opt.step()
     assert_unchanged(before, params)
     _assert_optimizer_unchanged(opt, before_state)
@@ -482,11 +541,11 @@ def test_optimizer_load_state_dict_mismatch_changes_nothing():
     bad = opt.state_dict()
     bad["param_groups"][0]["lr"] = 0.5
     bad["state"][3]["exp_avg"] = np.ones(7, dtype=np.float32)
-    with pytest.raises(ValueError, match=msg("Adam", "exp_avg", (7,), (2,))):
+    with refused(ValueError, match=msg("Adam", "exp_avg", (7,), (2,))):
         opt.load_state_dict(bad)
     _assert_optimizer_unchanged(opt, before)
     fewer = opt.state_dict()
     fewer["param_groups"][0]["params"] = fewer["param_groups"][0]["params"][:3]
-    with pytest.raises(ValueError, match=msg("Adam", "[3]", "[4]")):
+    with refused(ValueError, match=msg("Adam", "[3]", "[4]")):
         opt.load_state_dict(fewer)
     _assert_optimizer_unchanged(opt, before)

@@ -5,10 +5,19 @@ from . import dtypes
 from .backends import get_device
 from .tensor import Tensor, _shape_args
 
-def _device_and_dtype(device, dtype, op, default=None):
+def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
+    """The checked device and dtype of a new tensor, before anything is allocated."""
     dev = get_device(device)
     dev.backend   # raises DeviceUnavailableError with the reason
-    return dev, dtypes.as_dtype(dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
+    dtype = dtypes.as_dtype(dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
+    held = getattr(dev.backend, "DTYPES", dtypes.SUPPORTED)
+    if dtype not in held:
+        raise TypeError(f"{op}: dtype {dtype} is not supported on device '{dev.name}' "
+                        f"(supported: {', '.join(str(d) for d in held)})")
+    if requires_grad and dtype not in dtypes.FLOATING:
+        raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
+                        f"this one is {dtype}")
+    return dev, dtype
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
@@ -27,7 +36,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             dtype = dtypes.int64
         else:
             dtype = arr.dtype
-    dev, dtype = _device_and_dtype(device, dtype, "tensor")
+    dev, dtype = _device_and_dtype(device, dtype, "tensor", requires_grad=requires_grad)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: cannot make a tensor from data of type {arr.dtype}")
     t = Tensor(dev.backend.from_numpy(arr.astype(dtype, copy=False)), dev)
@@ -43,7 +52,7 @@ def from_numpy(a):
 
 
 def _filled(value, shape, dtype, device, requires_grad, op):
-    dev, dtype = _device_and_dtype(device, dtype, op)
+    dev, dtype = _device_and_dtype(device, dtype, op, requires_grad=requires_grad)
     t = Tensor(dev.backend.full(_shape_args(shape, op), value, dtype), dev)
     t.requires_grad = requires_grad
     return t

@@ -444,9 +444,12 @@ class Tensor:
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
+        # Checked first on a stand-in of the same shape, with host copies of index tensors (a
+        # GPU array cannot index a NumPy one); the backend takes the key as it is.
+        host = tuple(k.numpy() if isinstance(k, Tensor) else k for k in key)
         key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
         try:
-            np.empty(self.shape, dtype=np.bool_)[key]   # check the key on a tiny stand-in
+            np.empty(self.shape, dtype=np.bool_)[host]
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor of shape {self.shape})") from None
         return S.Index.apply(self, key)

@@ -51,13 +51,22 @@ def _load(module_name):
 
 
 def _cuda_device():
-    # The hand-written CUDA kernels are being written family by family (backends/cuda/); until
-    # every primitive has one, "cuda" is a disabled device that says so, not an import error.
-    return Device("cuda", None, "the CUDA backend is not enabled yet: its kernels are written "
-                                "and tested one by one, the device-level tests are still to pass")
+    # Hand-written Numba CUDA kernels on CuPy memory; under NUMBA_ENABLE_CUDASIM=1 the same code
+    # runs in Numba's simulator on NumPy arrays. Without numba, CuPy or a GPU it is a disabled
+    # device that says why, never an import error.
+    try:
+        from tilegrad.backends.cuda import runtime
+    except ImportError as e:
+        return Device("cuda", None, f"numba-cuda is not installed (pip install tilegrad[cuda]): {e}")
+    ok, why = runtime.available()
+    if not ok:
+        return Device("cuda", None, why)
+    module, err = _load("tilegrad.backends.cuda.backend")
+    return Device("cuda", module, err)
 
 
 _DEVICES = {}
+_DEFAULT = {"name": "cpu"}
 
 
 def _registry():
@@ -69,9 +78,10 @@ def _registry():
 
 
 def get_device(spec=None):
-    """The Device for ``spec``: a Device, a name ("cpu", "cuda", "cuda:0"), or None for "cpu"."""
+    """The Device for ``spec``: a Device, a name ("cpu", "cuda", "cuda:0"), or None for the
+    default device ("cpu" unless ``set_default_device`` said otherwise)."""
     if spec is None:
-        return _registry()["cpu"]
+        return _registry()[_DEFAULT["name"]]
     if isinstance(spec, Device):
         return spec
     if not isinstance(spec, str):
@@ -86,6 +96,19 @@ def get_device(spec=None):
 def device(spec):
     """``tilegrad.device("cpu")``: the device named, available or not (see ``.available``)."""
     return get_device(spec)
+
+
+def set_default_device(spec):
+    """The device new tensors and layers go to when none is named, as
+    ``torch.set_default_device``; refused, changing nothing, if that device is unavailable."""
+    dev = get_device("cpu" if spec is None else spec)
+    dev.backend   # raises DeviceUnavailableError with the reason
+    _DEFAULT["name"] = dev.name
+
+
+def get_default_device():
+    """The device new tensors and layers go to when none is named."""
+    return get_device(None)
 
 
 def devices():

@@ -10,7 +10,7 @@ ladder), ``layout`` (permute, broadcast, index and its backward, concat, copies,
 implicit GEMMs). ``ptx`` compiles every listed kernel for sm_90 and sm_80 and runs ``ptxas -v``.
 
 ``backend`` gathers the launchers into one module under numpy.py's names (matmul through
-``tilegrad.kernels``). Still to do before device "cuda" is enabled: the device-level tests (the
-``device`` fixture) and one training step per model on "cuda" in the simulator. Until then ``tilegrad.device("cuda")`` is a
-disabled device that says so.
+``tilegrad.kernels``); it is device "cuda". Under ``NUMBA_ENABLE_CUDASIM=1`` that device runs in
+Numba's simulator on NumPy arrays (how CI tests it); on a machine with a GPU, CuPy and numba-cuda
+it runs on the GPU (``make gpu-check``). Without either it is a disabled device that says why.
 """

@@ -5,6 +5,7 @@ version that ``tilegrad.kernels`` has chosen (v4 unless told otherwise).
 """
 from tilegrad import kernels
 
+from . import layout as _layout
 from . import matmul as _matmul
 from .conv import conv2d_bwd_data, conv2d_bwd_weight, conv2d_fwd  # noqa: F401
 from .elementwise import binary, pow_scalar, relu_bwd, unary, where_mask  # noqa: F401
@@ -15,11 +16,12 @@ from .lstm import lstm_cell_bwd, lstm_cell_fwd  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
 from .pool import max_pool2d_bwd, max_pool2d_fwd  # noqa: F401
 from .reduce import amax, argmax, sum  # noqa: F401
-from .runtime import copy, empty, from_numpy, to_numpy, zeros  # noqa: F401
+from .runtime import copy, empty, from_numpy, synchronize, to_numpy, zeros  # noqa: F401
 from .softmax import (cross_entropy_bwd, cross_entropy_fwd, log_softmax_bwd,  # noqa: F401
                       log_softmax_fwd)
 
 name = "cuda"
+DTYPES = _layout.SUPPORTED_DTYPES     # the dtypes its kernels are compiled for
 
 
 def matmul(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
