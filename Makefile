@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEBIAN_DATA := dataset-fashion-mnist fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data demo test bench gpu-check clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ test: setup data
 DEVICE ?= cpu
 bench: setup
 	$(VENV)/bin/tilegrad bench all --device $(DEVICE) --out bench/results --results-md bench/RESULTS.md
+
+# On a machine with an NVIDIA GPU and what such a machine has (CuPy, numba-cuda, PyTorch, pytest;
+# no venv, no network): the CUDA tests at full size on the GPU, then the benchmarks against
+# PyTorch, in under five minutes. Results and logs go to GPU_OUT (see bench/gpu_check.py).
+GPU_OUT ?= bench/results
+gpu-check:
+	PYTHONPATH=src:tests $(PYTHON) bench/gpu_check.py --out $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache report runs

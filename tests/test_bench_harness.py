@@ -132,9 +132,35 @@ def test_bench_command_end_to_end_at_tiny_sizes(tmp_path, capsys):
     assert "[1/" in capsys.readouterr().err       # the progress line
 
 
-def test_bench_on_an_unavailable_device_says_why(tmp_path, capsys):
+def test_bench_on_an_unavailable_device_says_why(tmp_path, capsys, monkeypatch):
+    from tilegrad import backends
     from tilegrad.cli import main
-    if tg.device("cuda").available:
-        pytest.skip("cuda is available here")
+    reason = "no GPU here (a test's stand-in)"
+    monkeypatch.setitem(backends._registry(), "cuda", tg.Device("cuda", None, reason))
     assert main(["bench", "kernels", "--device", "cuda", "--out", str(tmp_path)]) == 1
-    assert tg.device("cuda").reason in capsys.readouterr().err
+    assert reason in capsys.readouterr().err
+
+
+def test_gpu_check_goals_read_the_bench_document():
+    """bench/gpu_check.py turns a bench document into the issue's goals: speed against PyTorch
+    for the 4096 matmul and the CNN convolutions, the copy bandwidth for memory-bound kernels."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gc)
+
+    def row(group, name, ours, theirs, rate=None):
+        return {"group": group, "name": name, "tilegrad": {"median_s": ours},
+                "torch": {"median_s": theirs}, "tilegrad_rate": rate}
+    doc = {"peaks": {"gbps": 1000.0, "gflops": 1.0},
+           "rows": [row("matmul", "matmul 4096x4096 @ 4096x4096 (square)", 2.0, 1.5),
+                    row("matmul", "matmul 1024x1024 @ 1024x1024 (square)", 9.0, 1.0),
+                    row("conv2d", "conv2d fwd 64x1x28x28 * 64x1x3x3 pad 1 (CNN conv1)", 4.0, 1.0),
+                    row("relu", "relu fwd 64x64x28x28 (CNN block1)", 1.0, 1.0, rate=800.0),
+                    {"group": "relu", "name": "relu bwd", "skipped": "wrong result"}]}
+    goals = gc.goals(doc)
+    assert [(g[2], g[4]) for g in goals] == [("75% of PyTorch", "yes"), ("25% of cuDNN", "no"),
+                                             ("800 GB/s = 80% of copy", "yes"),
+                                             ("not measured: wrong result", "no")]

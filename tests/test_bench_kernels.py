@@ -94,3 +94,18 @@ def test_full_flops_and_bytes_by_hand():
     c = _one(cs, "adam step")
     assert "4245264 values" in c.name
     assert (c.flops, c.bytes) == (12 * 4_245_264, 7 * 4_245_264 * 4)
+
+
+def test_matmul_ladder_cases_run_each_cuda_version():
+    """With ``ladder`` each CUDA matmul version gets a case on the largest square, and the case
+    runs that version (checked through the simulator where no GPU is here)."""
+    cs = kernels.cases("tiny", ladder=True)
+    ladder = [c for c in cs if "matmul v" in c.name]
+    assert [c.name.rsplit(" ", 1)[-1] for c in ladder] == ["v1)", "v2)", "v3)", "v4)"]
+    assert len({c.name for c in cs}) == len(cs)
+    cuda = tg.device("cuda")
+    if not cuda.available:
+        pytest.skip(f"device cuda: {cuda.reason}")
+    for case in ladder:
+        p = case.setup(cuda, None)
+        harness.validate(case.name, p.to_numpy(p.tilegrad()), p.reference(), p.rtol, p.atol)

@@ -28,10 +28,11 @@ def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="ben
     dev = tg.device(device)
     if not dev.available:
         raise tg.DeviceUnavailableError(f"bench: device '{device}' is unavailable: {dev.reason}")
-    cases = (kernels.cases(sizes) if what in ("kernels", "all") else []) + \
+    ladder = dev.name == "cuda"
+    cases = (kernels.cases(sizes, ladder) if what in ("kernels", "all") else []) + \
             (train.cases(sizes) if what in ("train", "all") else [])
     print("measuring the machine's peak ...", file=sys.stderr, flush=True)
-    peaks = measured_peaks(torch)
+    peaks = measured_peaks(torch, dev.name)
     rows = run_all(cases, dev, torch, warmup, repeats, peaks)
     profiles = {}
     for case in (c for c in cases if c.group == "train"):

@@ -49,6 +49,12 @@ class Timing:
                 "repeats": len(self.samples)}
 
 
+def on_gpu(device, torch):
+    """Whether ``device`` is a real GPU that PyTorch sees too (not Numba's simulator): then timing
+    uses CUDA events and PyTorch runs on the GPU."""
+    return device.name == "cuda" and torch is not None and torch.cuda.is_available()
+
+
 def cpu_timer(fn):
     start = time.perf_counter()
     fn()
@@ -83,9 +89,12 @@ def cuda_timer(torch, l2_bytes=256 << 20):
     return timer
 
 
-def measured_peaks(torch=None, n=2048, copy_mb=256, repeats=5):
+def measured_peaks(torch=None, device="cpu", n=2048, copy_mb=256, repeats=5):
     """The machine's peak as measured here: GFLOP/s of a large float32 matmul (PyTorch's where it
-    is installed, else NumPy's) and GB/s of a large copy (bytes read plus bytes written)."""
+    is installed, else NumPy's) and GB/s of a large copy (bytes read plus bytes written). On
+    "cuda", on the GPU through PyTorch: TF32 off, 4096^3, and a 1 GiB device-to-device copy."""
+    if device == "cuda" and torch is not None and torch.cuda.is_available():
+        return _gpu_peaks(torch, repeats)
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     if torch is not None:
         ta = torch.from_numpy(a)
@@ -99,3 +108,22 @@ def measured_peaks(torch=None, n=2048, copy_mb=256, repeats=5):
     cp = measure(lambda: np.copyto(dst, src), warmup=1, repeats=repeats)
     return {"gflops": 2 * n ** 3 / mm.median / 1e9, "gflops_by": f"{mm_by} {n}x{n}x{n} float32",
             "gbps": 2 * src.nbytes / cp.median / 1e9, "gbps_by": f"numpy copy of {copy_mb} MiB"}
+
+
+def _gpu_peaks(torch, repeats, n=4096, copy_mb=1024):
+    if torch is None or not torch.cuda.is_available():
+        raise RuntimeError("bench: the GPU's peaks are measured through PyTorch with CUDA, "
+                           "which is not available here")
+    timer = cuda_timer(torch)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(n, n, device="cuda", generator=g)
+    b = torch.randn(n, n, device="cuda", generator=g)
+    mm = measure(lambda: torch.mm(a, b), warmup=2, repeats=repeats, timer=timer)
+    src = torch.randn(copy_mb << 18, device="cuda", generator=g)
+    dst = torch.empty_like(src)
+    cp = measure(lambda: dst.copy_(src), warmup=2, repeats=repeats, timer=timer)
+    return {"gflops": 2 * n ** 3 / mm.median / 1e9,
+            "gflops_by": f"torch {torch.__version__} mm {n}x{n}x{n} float32, TF32 off, on the GPU",
+            "gbps": 2 * src.numel() * 4 / cp.median / 1e9,
+            "gbps_by": f"torch device-to-device copy of {copy_mb} MiB"}

@@ -24,6 +24,7 @@ import numpy as np
 from ..backends import numpy as npb
 from . import formulas
 from .case import Case, Prepared
+from .harness import on_gpu
 
 GROUPS = ("matmul", "conv2d", "lstm", "cross_entropy", "max_pool2d", "relu", "adam")
 
@@ -65,8 +66,8 @@ def _seed(name):
     return zlib.crc32(name.encode())
 
 
-def _torch_device(device):
-    return "cuda" if device.name == "cuda" else "cpu"
+def _torch_device(device, torch):
+    return "cuda" if on_gpu(device, torch) else "cpu"
 
 
 def _to_numpy(device):
@@ -93,7 +94,7 @@ def _sync(device, torch):
     def sync():
         if hasattr(be, "synchronize"):
             be.synchronize()
-        if torch is not None:
+        if on_gpu(device, torch):
             torch.cuda.synchronize()
 
     return sync
@@ -105,7 +106,7 @@ class _Inputs:
 
     def __init__(self, name, device, torch):
         self.rng = np.random.default_rng(_seed(name))
-        self.device, self.torch, self.tdev = device, torch, _torch_device(device)
+        self.device, self.torch, self.tdev = device, torch, _torch_device(device, torch)
 
     def normal(self, *shape, scale=1.0):
         return (self.rng.standard_normal(shape) * scale).astype(np.float32)
@@ -132,7 +133,19 @@ def _prepared(device, torch, tilegrad, torch_fn, reference, rtol=1e-4, atol=1e-5
 # ---------------------------------------------------------------- matmul
 
 
-def _matmul_case(label, m, n, k, trans_b):
+class _Ladder:
+    """One version of the CUDA matmul under the backend's ``matmul`` name."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def matmul(self, a, b, trans_a=False, trans_b=False, bias=None, relu=False):
+        return self.fn(a, b, trans_a, trans_b, bias, relu)
+
+
+def _matmul_case(label, m, n, k, trans_b, version=None):
+    """``version`` None: the matmul in use (``tilegrad.kernels``); else that rung of the CUDA
+    ladder, called directly (device "cuda" only)."""
     b_shape = (n, k) if trans_b else (k, n)
     name = f"matmul {m}x{k} @ {n}x{k}^T ({label})" if trans_b else \
         f"matmul {m}x{k} @ {k}x{n} ({label})"
@@ -144,6 +157,9 @@ def _matmul_case(label, m, n, k, trans_b):
         da, db = inp.dev(a), inp.dev(b)
         ta, tb = inp.tt(a), inp.tt(b)
         be = device.backend
+        if version is not None:
+            from ..backends.cuda import matmul as ladder
+            be = _Ladder(ladder.VERSIONS[version])
         # tilegrad: backend.matmul(a, b, trans_b=...) with no bias or ReLU.
         # torch: F.linear(a, b) (no bias; a @ b^T) where trans_b, else torch.matmul(a, b).
         if torch is None:
@@ -317,7 +333,7 @@ def _lstm_sequence_case(t, b, i, h):
 
         torch_fn = None
         if torch is not None:
-            tdev = _torch_device(device)
+            tdev = _torch_device(device, torch)
             tmodel = torch.nn.LSTM(i, h).to(tdev)
             tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in wts.items()})
             ttx = inp.tt(x).requires_grad_(True)
@@ -605,13 +621,19 @@ def _adam_case(vocab, emb, hidden):
 # ---------------------------------------------------------------- the list
 
 
-def cases(sizes="full"):
+def cases(sizes="full", ladder=False):
     """Every kernel case at ``sizes`` ("full", "small" or "tiny"); nothing is allocated until a
-    case's ``setup`` is called."""
+    case's ``setup`` is called. ``ladder``: also each version of the CUDA matmul on the largest
+    square (for device "cuda"; the version in use is the plain row)."""
     if sizes not in _SIZES:
         raise ValueError(f"cases: sizes must be one of {', '.join(_SIZES)}, got {sizes!r}")
     s = _SIZES[sizes]
     out = [_matmul_case(*spec) for spec in s["matmul"]]
+    if ladder:
+        from ..kernels import versions
+        label, m, n, k, trans_b = s["matmul"][-1]
+        out += [_matmul_case(f"{label}, matmul {v}", m, n, k, trans_b, version=v)
+                for v in versions()["matmul"][0]]
     for spec in s["conv"]:
         out += _conv_cases(*spec)
     t, b, i, h = s["lstm"]

@@ -20,6 +20,14 @@ def _version(name):
         return None
 
 
+def _dist_version(dist):
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:   # noqa: BLE001
+        return None
+
+
 def _cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -57,7 +65,8 @@ def metadata(torch=None, device="cpu"):
         "device": device, "cpu": _cpu_model(), "cpu_cores": os.cpu_count(),
         "platform": platform.platform(), "python": platform.python_version(),
         "numpy": np.__version__, "numpy_blas": _numpy_blas(), "numba": _version("numba"),
-        "cupy": _version("cupy"), "torch": None if torch is None else torch.__version__,
+        "numba_cuda": _dist_version("numba-cuda"), "cupy": _version("cupy"),
+        "torch": None if torch is None else torch.__version__,
         "git_commit": _git_commit(), "gpu": None, "gpu_driver": None, "cuda": None,
     }
     if torch is not None:

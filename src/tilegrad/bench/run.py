@@ -7,7 +7,7 @@ PyTorch, an unavailable device, a failed validation) says why instead of giving 
 """
 import sys
 
-from .harness import ValidationError, cpu_timer, cuda_timer, measure, validate
+from .harness import ValidationError, cpu_timer, cuda_timer, measure, on_gpu, validate
 
 
 def _rate(case, seconds):
@@ -31,8 +31,8 @@ def run_case(case, device, torch, warmup, repeats, peaks, min_seconds=0.2):
     """Measure one case on ``device`` against PyTorch; returns a row dict."""
     row = dict(group=case.group, name=case.name, shape=case.shape, flops=case.flops,
                bytes=case.bytes, bound=case.bound, device=device.name)
-    on_gpu = device.name == "cuda"
-    timer = cuda_timer(torch) if on_gpu and torch is not None else cpu_timer
+    gpu = on_gpu(device, torch)
+    timer = cuda_timer(torch) if gpu else cpu_timer
     prep = case.setup(device, torch)
     try:
         _check(f"{case.name} (tilegrad)", prep, prep.tilegrad())
@@ -46,13 +46,13 @@ def run_case(case, device, torch, warmup, repeats, peaks, min_seconds=0.2):
     if prep.torch is None:
         row["torch_skipped"] = "PyTorch is not installed"
         return row
-    if on_gpu:
+    if gpu:
         _torch_tf32(torch, False)
     _check(f"{case.name} (PyTorch)", prep, prep.torch())
     tt = measure(prep.torch, warmup, repeats, timer, min_seconds)
     row.update(torch=tt.as_dict(), torch_rate=_rate(case, tt.median)[0],
                ratio=t.median / tt.median)
-    if on_gpu and case.group in ("conv2d", "train"):   # where PyTorch's TF32 default differs
+    if gpu and case.group in ("conv2d", "train"):   # where PyTorch's TF32 default differs
         _torch_tf32(torch, True)
         tf = measure(prep.torch, warmup, repeats, timer, min_seconds)
         row.update(torch_tf32=tf.as_dict(), ratio_tf32=t.median / tf.median)

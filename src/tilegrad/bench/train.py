@@ -26,6 +26,7 @@ from tilegrad.nn.utils import clip_grad_norm_
 
 from . import formulas
 from .case import Case, Prepared
+from .harness import on_gpu
 
 SEED = 0
 IMAGE = (1, 28, 28)          # Fashion-MNIST: the classifiers' reference input
@@ -173,7 +174,7 @@ def _batch(kind, shape, seed=SEED):
 
 
 def _torch_device(torch, device):
-    return torch.device("cuda" if device.name == "cuda" else "cpu")
+    return torch.device("cuda" if on_gpu(device, torch) else "cpu")
 
 
 # ---------------------------------------------------------------- steps
