@@ -163,9 +163,9 @@ def main(argv=None):
 
     results_md = out / "RESULTS.md"
     shutil.copyfile(ROOT / "bench" / "RESULTS.md", results_md)
-    bench_rc, secs, _ = _run([sys.executable, "-m", "tilegrad.cli", "bench", "all",
-                              "--device", "cuda", "--sizes", args.sizes, "--out", str(out), "--results-md",
-                              str(results_md)], out / "gpu_bench.log", args.bench_timeout)
+    cmd = [sys.executable, "-m", "tilegrad.cli", "bench", "all", "--device", "cuda", "--sizes",
+           args.sizes, "--out", str(out), "--results-md", str(results_md)]
+    bench_rc, secs, _ = _run(cmd, out / "gpu_bench.log", args.bench_timeout)
     doc = None
     if bench_rc == 0:
         with open(out / "cuda" / "results.json") as f:

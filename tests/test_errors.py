@@ -35,9 +35,10 @@ def refused(exc, match=None):
     """``pytest.raises``, and no computing primitive of the default device's backend ran inside."""
     dev = tg.get_default_device()
     be = dev.backend if dev.available else None
-    names = [] if be is None else [n for n, f in vars(be).items() if callable(f) and not n.startswith("_")
-             and not isinstance(f, type) and n not in MEMORY and getattr(f, "__module__", "")
-             .startswith("tilegrad.backends")]
+    names = [] if be is None else [
+        n for n, f in vars(be).items()
+        if callable(f) and not n.startswith("_") and not isinstance(f, type) and n not in MEMORY
+        and getattr(f, "__module__", "").startswith("tilegrad.backends")]
     ran, saved = [], {n: getattr(be, n) for n in names}
 
     def spy(name, f):

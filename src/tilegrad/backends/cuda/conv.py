@@ -59,7 +59,7 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
-from .runtime import SIMULATOR, ceil_div, empty, stream
+from .runtime import SIMULATOR, ceil_div, empty, launch
 
 _NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
@@ -269,9 +269,9 @@ def conv2d_fwd(x, w, bias, stride, padding):
     if m and f:
         kernel = make_conv2d_fwd_kernel1(TILE, has_bias, dt)
         grid = (ceil_div(m, TILE), ceil_div(f, TILE))
-        kernel[grid, (TILE, TILE), stream()](x.reshape(-1), w.reshape(-1), bias_arr,
-                                             out.reshape(-1), n, c, h, wd, f, kh, kw,
-                                             sh, sw, ph, pw, ho, wo)
+        launch(kernel, grid, (TILE, TILE), x.reshape(-1), w.reshape(-1), bias_arr,
+               out.reshape(-1), n, c, h, wd, f, kh, kw,
+               sh, sw, ph, pw, ho, wo)
     return out
 
 
@@ -289,8 +289,8 @@ def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
     if f and kk:
         kernel = make_conv2d_bwd_weight_kernel1(TILE, dt)
         grid = (ceil_div(kk, TILE), ceil_div(f, TILE))
-        kernel[grid, (TILE, TILE), stream()](grad_out.reshape(-1), x.reshape(-1), dw.reshape(-1),
-                                             n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
+        launch(kernel, grid, (TILE, TILE), grad_out.reshape(-1), x.reshape(-1), dw.reshape(-1),
+               n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
     return dw
 
 
@@ -308,8 +308,8 @@ def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
     if m and c:
         kernel = make_conv2d_bwd_data_kernel1(TILE, dt)
         grid = (ceil_div(m, TILE), ceil_div(c, TILE))
-        kernel[grid, (TILE, TILE), stream()](grad_out.reshape(-1), w.reshape(-1), dx.reshape(-1),
-                                             n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
+        launch(kernel, grid, (TILE, TILE), grad_out.reshape(-1), w.reshape(-1), dx.reshape(-1),
+               n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
     return dx
 
 

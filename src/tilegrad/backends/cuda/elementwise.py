@@ -310,8 +310,8 @@ def unary(op, x):
     out = rt.empty(x.shape, x.dtype)
     n = out.size
     if n:
-        unary_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), n,
-                                                          UNARY_OPS[op])
+        rt.launch(unary_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), n,
+                  UNARY_OPS[op])
     return out
 
 
@@ -325,8 +325,8 @@ def binary(op, a, b):
         n = out.size
         if n:
             kernel = compare_scalar_fwd_kernel1 if compare else binary_scalar_fwd_kernel1
-            kernel[_grid(n), THREADS, rt.stream()](_flat(a), a.dtype.type(b), out.reshape(-1),
-                                                   n, code)
+            rt.launch(kernel, _grid(n), THREADS, _flat(a), a.dtype.type(b), out.reshape(-1),
+                      n, code)
         return out
     assert a.dtype == b.dtype, f"binary {op}: dtypes differ ({a.dtype}, {b.dtype})"
     shape = _broadcast_shape(a.shape, b.shape)
@@ -335,8 +335,8 @@ def binary(op, a, b):
     if n:
         sizes, a_strides, b_strides = _broadcast_layout(shape, (tuple(a.shape), tuple(b.shape)))
         kernel = compare_fwd_kernel1 if compare else binary_fwd_kernel1
-        kernel[_grid(n), THREADS, rt.stream()](_flat(a), _flat(b), out.reshape(-1), sizes,
-                                               a_strides, b_strides, n, code)
+        rt.launch(kernel, _grid(n), THREADS, _flat(a), _flat(b), out.reshape(-1), sizes,
+                  a_strides, b_strides, n, code)
     return out
 
 
@@ -345,8 +345,8 @@ def pow_scalar(x, p):
     out = rt.empty(x.shape, x.dtype)
     n = out.size
     if n:
-        pow_scalar_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), x.dtype.type(p),
-                                                               out.reshape(-1), n)
+        rt.launch(pow_scalar_fwd_kernel1, _grid(n), THREADS, _flat(x), x.dtype.type(p),
+                  out.reshape(-1), n)
     return out
 
 
@@ -356,7 +356,7 @@ def relu_bwd(grad, y):
     out = rt.empty(grad.shape, grad.dtype)
     n = out.size
     if n:
-        relu_bwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(grad), _flat(y), out.reshape(-1), n)
+        rt.launch(relu_bwd_kernel1, _grid(n), THREADS, _flat(grad), _flat(y), out.reshape(-1), n)
     return out
 
 
@@ -370,9 +370,9 @@ def where_mask(mask, a, b):
         if n:
             sizes, m_strides, a_strides = _broadcast_layout(shape, (tuple(mask.shape),
                                                                     tuple(a.shape)))
-            where_mask_scalar_fwd_kernel1[_grid(n), THREADS, rt.stream()](
-                _flat(mask), _flat(a), a.dtype.type(b), out.reshape(-1), sizes, m_strides,
-                a_strides, n)
+            rt.launch(where_mask_scalar_fwd_kernel1, _grid(n), THREADS,
+                      _flat(mask), _flat(a), a.dtype.type(b), out.reshape(-1), sizes, m_strides,
+                      a_strides, n)
         return out
     assert a.dtype == b.dtype, f"where_mask: dtypes differ ({a.dtype}, {b.dtype})"
     shape = _broadcast_shape(mask.shape, a.shape, b.shape)
@@ -381,9 +381,9 @@ def where_mask(mask, a, b):
     if n:
         sizes, m_strides, a_strides, b_strides = _broadcast_layout(
             shape, (tuple(mask.shape), tuple(a.shape), tuple(b.shape)))
-        where_mask_fwd_kernel1[_grid(n), THREADS, rt.stream()](
-            _flat(mask), _flat(a), _flat(b), out.reshape(-1), sizes, m_strides, a_strides,
-            b_strides, n)
+        rt.launch(where_mask_fwd_kernel1, _grid(n), THREADS,
+                  _flat(mask), _flat(a), _flat(b), out.reshape(-1), sizes, m_strides, a_strides,
+                  b_strides, n)
     return out
 
 # ---------------------------------------------------------------- compile check

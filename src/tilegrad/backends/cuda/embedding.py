@@ -126,8 +126,8 @@ def embedding_fwd(weight, idx):
     n_idx = idx.size
     out = rt.empty(tuple(idx.shape) + (d,), weight.dtype)
     if n_idx * d:
-        make_embedding_fwd_kernel(_dtype(weight))[_grid(n_idx * d), THREADS, rt.stream()](
-            weight.reshape(-1), idx.reshape(-1), out.reshape(-1), n_idx, d, v)
+        rt.launch(make_embedding_fwd_kernel(_dtype(weight)), _grid(n_idx * d), THREADS,
+                  weight.reshape(-1), idx.reshape(-1), out.reshape(-1), n_idx, d, v)
     return out
 
 
@@ -141,7 +141,7 @@ def embedding_bwd(grad_out, idx, num_embeddings):
     grad_out, idx = _contiguous(grad_out), _contiguous(idx)
     grad_w = rt.zeros((num_embeddings, d), grad_out.dtype)
     if n_idx * d and num_embeddings:
-        make_embedding_bwd_kernel(_dtype(grad_out))[_grid(n_idx * d), THREADS, rt.stream()](
+        rt.launch(make_embedding_bwd_kernel(_dtype(grad_out)), _grid(n_idx * d), THREADS,
             grad_out.reshape(-1), idx.reshape(-1), grad_w.reshape(-1), n_idx, d, num_embeddings)
     return grad_w
 

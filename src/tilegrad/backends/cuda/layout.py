@@ -221,8 +221,8 @@ def permute(x, axes):
     n = out.size
     if n:
         sizes, in_strides = _gather_layout(tuple((x.shape[a], strides[a]) for a in axes))
-        permute_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), sizes,
-                                                            in_strides, n)
+        rt.launch(permute_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), sizes,
+                  in_strides, n)
     return out
 
 
@@ -241,8 +241,8 @@ def broadcast_to(x, shape):
     n = out.size
     if n:
         sizes, in_strides = _gather_layout(tuple(dims))
-        broadcast_to_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), sizes,
-                                                                 in_strides, n)
+        rt.launch(broadcast_to_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), sizes,
+                  in_strides, n)
     return out
 
 
@@ -253,7 +253,7 @@ def index(x, key):
     out = rt.empty(shape, x.dtype)
     n = out.size
     if n:
-        index_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(x), src, out.reshape(-1), n)
+        rt.launch(index_fwd_kernel1, _grid(n), THREADS, _flat(x), src, out.reshape(-1), n)
     return out
 
 
@@ -265,7 +265,7 @@ def index_bwd(grad, key, shape):
     out = rt.zeros(tuple(shape), grad.dtype)
     n = grad.size
     if n:
-        index_bwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(grad), src, out.reshape(-1), n)
+        rt.launch(index_bwd_kernel1, _grid(n), THREADS, _flat(grad), src, out.reshape(-1), n)
     return out
 
 
@@ -289,8 +289,8 @@ def concat(xs, axis):
     for x in xs:
         n = x.size
         if n:
-            concat_fwd_kernel1[_grid(n), THREADS, rt.stream()](
-                _flat(x), flat_out, x.shape[axis] * inner, total * inner, rows * inner, n)
+            rt.launch(concat_fwd_kernel1, _grid(n), THREADS,
+                      _flat(x), flat_out, x.shape[axis] * inner, total * inner, rows * inner, n)
         rows += x.shape[axis]
     return out
 
@@ -303,7 +303,7 @@ def copy_into(dst, src):
     assert dst.flags.c_contiguous, "copy_into: dst must be C-contiguous (written through a view)"
     n = dst.size
     if n:
-        copy_into_fwd_kernel1[_grid(n), THREADS, rt.stream()](_flat(src), dst.reshape(-1), n)
+        rt.launch(copy_into_fwd_kernel1, _grid(n), THREADS, _flat(src), dst.reshape(-1), n)
 
 
 def astype(x, dtype):
@@ -315,7 +315,7 @@ def astype(x, dtype):
     n = out.size
     if n:
         kernel = make_astype_kernel(dtype == np.bool_ and src_dtype != np.bool_)
-        kernel[_grid(n), THREADS, rt.stream()](_flat(x), out.reshape(-1), n)
+        rt.launch(kernel, _grid(n), THREADS, _flat(x), out.reshape(-1), n)
     return out
 
 
@@ -326,7 +326,7 @@ def full(shape, value, dtype):
     out = rt.empty(shape, dtype)
     n = out.size
     if n:
-        full_fwd_kernel1[_grid(n), THREADS, rt.stream()](out.reshape(-1), dtype.type(value), n)
+        rt.launch(full_fwd_kernel1, _grid(n), THREADS, out.reshape(-1), dtype.type(value), n)
     return out
 
 # ---------------------------------------------------------------- compile check

@@ -116,7 +116,7 @@ def lstm_cell_fwd(gates, c_prev):
     acts = rt.empty((bs, 4 * hs), gates.dtype)
     n = bs * hs
     if n:
-        lstm_cell_fwd_kernel1[_grid(n), THREADS, rt.stream()](
+        rt.launch(lstm_cell_fwd_kernel1, _grid(n), THREADS,
             _flat(gates), _flat(c_prev), h.reshape(-1), c.reshape(-1), acts.reshape(-1), hs, n)
     return h, c, acts
 
@@ -131,9 +131,9 @@ def lstm_cell_bwd(grad_h, grad_c, acts, c, c_prev):
     grad_c_prev = rt.empty((bs, hs), acts.dtype)
     n = bs * hs
     if n:
-        lstm_cell_bwd_kernel1[_grid(n), THREADS, rt.stream()](
-            _flat(grad_h), _flat(grad_c), _flat(acts), _flat(c), _flat(c_prev),
-            grad_gates.reshape(-1), grad_c_prev.reshape(-1), hs, n)
+        rt.launch(lstm_cell_bwd_kernel1, _grid(n), THREADS,
+                  _flat(grad_h), _flat(grad_c), _flat(acts), _flat(c), _flat(c_prev),
+                  grad_gates.reshape(-1), grad_c_prev.reshape(-1), hs, n)
     return grad_gates, grad_c_prev
 
 # ---------------------------------------------------------------- compile check

@@ -31,7 +31,7 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
-from .runtime import SIMULATOR, ceil_div, empty, from_numpy, stream
+from .runtime import SIMULATOR, ceil_div, empty, from_numpy, launch
 
 _NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
@@ -313,8 +313,8 @@ def _launch(version, a, b, trans_a, trans_b, bias, relu):
         threads, tile_m, tile_n = (p["BN"] // p["TN"], p["BM"] // p["TM"]), p["BM"], p["BN"]
     if m and n and count:
         grid = (ceil_div(n, tile_n), ceil_div(m, tile_m), count)
-        kernel[grid, threads, stream()](a.reshape(-1), b.reshape(-1), bias_arr, out.reshape(-1),
-                                        a_off, b_off, m, n, k)
+        launch(kernel, grid, threads, a.reshape(-1), b.reshape(-1), bias_arr, out.reshape(-1),
+               a_off, b_off, m, n, k)
     return out
 
 

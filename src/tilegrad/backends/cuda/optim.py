@@ -116,8 +116,8 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
         # Never read nor written (has_momentum is 0). Not param: the simulator copies each array
         # argument back after the launch, and a second copy of param would undo the update.
         b = g
-    sgd_step_kernel1[_grid(n), THREADS, rt.stream()](
-        p, g, b, t(lr), t(momentum), t(1 - dampening), t(weight_decay),
+    rt.launch(sgd_step_kernel1, _grid(n), THREADS,
+              p, g, b, t(lr), t(momentum), t(1 - dampening), t(weight_decay),
         int(bool(weight_decay)), int(bool(momentum)), int(bool(nesterov)), int(bool(first)), n)
 
 
@@ -132,10 +132,10 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
     step_size = lr / (1 - beta1 ** step)           # host scalars: bias corrections
     sqrt_bc2 = math.sqrt(1 - beta2 ** step)
     g = grad.reshape(-1) if grad.flags.c_contiguous else rt.copy(grad).reshape(-1)
-    adam_step_kernel1[_grid(n), THREADS, rt.stream()](
-        _flat_inplace(param, "param"), g, _flat_inplace(m, "m"), _flat_inplace(v, "v"),
-        t(step_size), t(sqrt_bc2), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
-        t(weight_decay), int(bool(weight_decay)), n)
+    rt.launch(adam_step_kernel1, _grid(n), THREADS,
+              _flat_inplace(param, "param"), g, _flat_inplace(m, "m"), _flat_inplace(v, "v"),
+              t(step_size), t(sqrt_bc2), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
+              t(weight_decay), int(bool(weight_decay)), n)
 
 # ---------------------------------------------------------------- compile check
 

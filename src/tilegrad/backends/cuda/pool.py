@@ -121,9 +121,9 @@ def max_pool2d_fwd(x, kernel, stride, padding):
     argmax = rt.empty((n, c, ho, wo), np.int64)
     n_out = n * c * ho * wo
     if n_out:
-        max_pool2d_fwd_kernel1[_grid(n_out), THREADS, rt.stream()](
+        rt.launch(max_pool2d_fwd_kernel1, _grid(n_out), THREADS,
             _flat(x), out.reshape(-1), argmax.reshape(-1), h, w, ho, wo, kh, kw, sh, sw, ph, pw,
-            n_out)
+                  n_out)
     return out, argmax
 
 
@@ -135,8 +135,8 @@ def max_pool2d_bwd(grad_out, argmax, x_shape):
     n_out = grad_out.size
     if n_out:
         plane_out = grad_out.shape[2] * grad_out.shape[3]
-        max_pool2d_bwd_kernel1[_grid(n_out), THREADS, rt.stream()](
-            _flat(grad_out), _flat(argmax), grad.reshape(-1), plane_out, h * w, n_out)
+        rt.launch(max_pool2d_bwd_kernel1, _grid(n_out), THREADS,
+                  _flat(grad_out), _flat(argmax), grad.reshape(-1), plane_out, h * w, n_out)
     return grad
 
 # ---------------------------------------------------------------- compile check

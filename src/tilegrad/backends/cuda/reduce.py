@@ -231,8 +231,8 @@ def _reduce(make_kernel, x, axes, keepdims, out_dtype):
             x = rt.copy(x)
         layout = _reduce_layout(shape, axes)
         grid = min(n_out, MAX_BLOCKS)
-        make_kernel(BLOCK)[grid, BLOCK, rt.stream()](x.reshape(-1), out.reshape(-1), *layout,
-                                                     n_out, n_red)
+        rt.launch(make_kernel(BLOCK), grid, BLOCK, x.reshape(-1), out.reshape(-1), *layout,
+                  n_out, n_red)
     return out
 
 # ---------------------------------------------------------------- launchers

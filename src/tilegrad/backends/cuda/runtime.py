@@ -158,6 +158,110 @@ def stream():
     return 0 if ptr == 0 else cuda.external_stream(ptr)   # 0: the legacy default stream
 
 
+# ---------------------------------------------------------------- launching
+
+def launch(kernel, grid, block, *args):
+    """``kernel[grid, block, stream()](*args)``, with less host time on a GPU.
+
+    Numba's own launch types every argument and converts each CuPy array through
+    ``__cuda_array_interface__`` at every call: about 100 us per launch on an H200, where the
+    kernels of the reference models run for 5-100 us (``bench/launch_overhead.py``). So the first
+    launch of each kernel with each kind of arguments goes through Numba (which compiles it);
+    later ones flatten the arguments as Numba's kernel ABI lays them out (per array: meminfo,
+    parent, size, itemsize, data, shape..., strides...) and launch the same compiled function
+    through ``cuda.core``, about 6 us. In the simulator, or where numba-cuda's internals differ,
+    every launch is Numba's own.
+    """
+    if SIMULATOR:
+        kernel[grid, block, 0](*args)
+        return
+    key = (kernel, tuple((a.dtype.char, a.ndim, a.flags.c_contiguous) if isinstance(a, xp.ndarray)
+                         else type(a) for a in args))
+    fast = _FAST.get(key)
+    if fast is None:
+        kernel[grid, block, stream()](*args)
+        _FAST[key] = _fast_path(kernel, args) or False
+        return
+    if fast is False:
+        kernel[grid, block, stream()](*args)
+        return
+    function, packers = fast
+    params = []
+    for pack, a in zip(packers, args):
+        if pack is None:
+            params += (0, 0, a.size, a.itemsize, a.data.ptr, *a.shape, *a.strides)
+        else:
+            params.append(pack(a))
+    _core_launch(_core_stream(), _config(grid, block), function, *params)
+
+
+_FAST = {}
+_CONFIGS = {}
+
+
+def _dims(d):
+    return (d, 1, 1) if isinstance(d, int) else tuple(d) + (1,) * (3 - len(d))
+
+
+def _config(grid, block):
+    cfg = _CONFIGS.get((grid, block))
+    if cfg is None:
+        cfg = _CONFIGS[(grid, block)] = _LaunchConfig(grid=_dims(grid), block=_dims(block),
+                                                      shmem_size=0)
+    return cfg
+
+
+def _fast_path(kernel, args):
+    """(the compiled function, one packer per argument: None for arrays), or None."""
+    if _core_launch is None:
+        return None
+    try:
+        import ctypes
+
+        from numba.core import types as nb_types
+        from numba.cuda.typing.typeof import Purpose, typeof
+        argtypes = tuple(typeof(a, Purpose.argument) for a in args)
+        compiled = kernel.overloads.get(argtypes)
+        if compiled is None or getattr(compiled, "debug", False):
+            return None
+        packers = []
+        for t in argtypes:
+            if isinstance(t, nb_types.Array):
+                packers.append(None)
+            elif isinstance(t, nb_types.Integer):
+                packers.append(getattr(ctypes, f"c_{t}"))
+            elif t == nb_types.float64:
+                packers.append(ctypes.c_double)
+            elif t == nb_types.float32:
+                packers.append(ctypes.c_float)
+            elif t == nb_types.boolean:
+                packers.append(bool)
+            else:
+                return None
+        return compiled._codelibrary.get_cufunc().kernel, packers
+    except Exception:   # noqa: BLE001 - another numba-cuda: keep Numba's own launch
+        return None
+
+
+def _core_stream():
+    ptr = xp.cuda.get_current_stream().ptr
+    s = _STREAMS.get(ptr)
+    if s is None:
+        from numba.cuda.cudadrv import driver
+        s = _STREAMS[ptr] = driver._to_core_stream(0 if ptr == 0 else cuda.external_stream(ptr))
+    return s
+
+
+_STREAMS = {}
+_core_launch = _LaunchConfig = None
+if not SIMULATOR:
+    try:
+        from cuda.core import LaunchConfig as _LaunchConfig
+        from cuda.core import launch as _core_launch
+    except ImportError:   # pragma: no cover - an older numba-cuda: Numba's own launch only
+        pass
+
+
 def synchronize():
     """Wait until every kernel launched so far has finished (nothing to wait for simulated)."""
     if not SIMULATOR:

@@ -283,7 +283,7 @@ def _check_target(logits, target):
 def _launch(make_kernel, dtype, n_rows, *args):
     if n_rows:
         grid = min(n_rows, MAX_BLOCKS)
-        make_kernel(BLOCK, dtype)[grid, BLOCK, rt.stream()](*args)
+        rt.launch(make_kernel(BLOCK, dtype), grid, BLOCK, *args)
 
 
 def log_softmax_fwd(x):
