@@ -189,8 +189,37 @@ def _host_key(key):
 
 def _index_map(shape, key):
     """(device int64 array of flat source offsets, result shape) of ``x[key]`` for ``x`` of
-    ``shape``: NumPy indexes an array of offsets on the host (O(size of x) host work)."""
-    src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[_host_key(key)]
+    ``shape``: NumPy indexes an array of offsets on the host (O(size of x) host work). Keys made
+    only of ints, slices, None and Ellipsis (an LSTM's ``x[t]``, say) are cached per shape, so a
+    training step that repeats them uploads each map once; keys holding index arrays are not."""
+    plain = _plain_key(key)
+    if plain is not None:
+        return _cached_index_map(shape, plain)
+    return _build_index_map(shape, _host_key(key))
+
+
+def _plain_key(key):
+    """``key`` as a hashable tuple if it holds only ints, slices, None and Ellipsis, else None."""
+    out = []
+    for k in key if isinstance(key, tuple) else (key,):
+        if isinstance(k, slice):
+            out.append(("slice", k.start, k.stop, k.step))
+        elif k is None or k is Ellipsis or (isinstance(k, (int, np.integer))
+                                            and not isinstance(k, (bool, np.bool_))):
+            out.append(k if not isinstance(k, np.integer) else int(k))
+        else:
+            return None
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_index_map(shape, plain):
+    key = tuple(slice(*k[1:]) if isinstance(k, tuple) else k for k in plain)
+    return _build_index_map(shape, key)
+
+
+def _build_index_map(shape, key):
+    src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
     src = np.array(src, dtype=np.int64, order="C")    # all-int keys give a scalar: keep it 0-d
     return rt.from_numpy(src.reshape(-1)), src.shape
 

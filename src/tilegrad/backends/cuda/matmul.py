@@ -268,15 +268,24 @@ def make_matmul_kernel4(bm, bn, bk, tm, tn, trans_a, trans_b, has_bias, relu, dt
 
 # ---------------------------------------------------------------- launchers
 
+@functools.lru_cache(maxsize=256)
 def _batch_offsets(a_shape, b_shape, a_mat, b_mat):
-    """Host-side: the broadcast batch shape and each batch's element offset into A and B."""
-    a_batch, b_batch = a_shape[:-2], b_shape[:-2]
+    """The broadcast batch shape, the batch count, and each batch's element offset into A and B
+    as device arrays. Computed on the host and uploaded once per shape: the kernels only read
+    them, and a training step repeats its shapes (an upload per call cost 0.1-0.2 ms)."""
+    a_batch, b_batch = a_shape, b_shape
     batch = np.broadcast_shapes(a_batch, b_batch)
     count = int(np.prod(batch, dtype=np.int64))
     a_idx = np.broadcast_to(np.arange(int(np.prod(a_batch, dtype=np.int64))).reshape(a_batch), batch)
     b_idx = np.broadcast_to(np.arange(int(np.prod(b_batch, dtype=np.int64))).reshape(b_batch), batch)
-    return batch, count, (a_idx.reshape(-1) * a_mat).astype(np.int64), \
-        (b_idx.reshape(-1) * b_mat).astype(np.int64)
+    return batch, count, from_numpy((a_idx.reshape(-1) * a_mat).astype(np.int64)), \
+        from_numpy((b_idx.reshape(-1) * b_mat).astype(np.int64))
+
+
+@functools.lru_cache(maxsize=None)
+def _no_bias(dtype):
+    """A one-element stand-in for the bias argument when there is none (never read)."""
+    return empty((1,), dtype)
 
 
 def _prepare(a, b, trans_a, trans_b, bias):
@@ -288,11 +297,11 @@ def _prepare(a, b, trans_a, trans_b, bias):
     assert k == k2, f"matmul: inner sizes {k} and {k2} differ"
     assert a.dtype == b.dtype and a.dtype in _NUMBA_DTYPES, (a.dtype, b.dtype)
     assert bias is None or bias.shape == (n,), f"matmul: bias {bias.shape} is not ({n},)"
-    batch, count, a_off, b_off = _batch_offsets(a.shape, b.shape, m * k, k * n)
+    batch, count, a_off, b_off = _batch_offsets(tuple(a.shape[:-2]), tuple(b.shape[:-2]),
+                                                m * k, k * n)
     out = empty(tuple(batch) + (m, n), a.dtype)
-    bias_arr = bias if bias is not None else empty((1,), a.dtype)
-    return (m, n, k, count, out, from_numpy(a_off), from_numpy(b_off),
-            bias_arr.reshape(-1), _NUMBA_DTYPES[a.dtype])
+    bias_arr = bias if bias is not None else _no_bias(np.dtype(a.dtype))
+    return (m, n, k, count, out, a_off, b_off, bias_arr.reshape(-1), _NUMBA_DTYPES[a.dtype])
 
 
 def _launch(version, a, b, trans_a, trans_b, bias, relu):
