@@ -10,8 +10,10 @@
 
 It needs only what a CUDA machine has (CuPy, numba-cuda, PyTorch, pytest): no virtual
 environment and no network; the package is imported from src/. Everything goes under ``--out``:
-gpu_tests.log, gpu_bench.log, cuda/results.{json,md}, cuda/ratios.png, RESULTS.md (a copy of
-bench/RESULTS.md with the "cuda" and "cuda gpu-check" sections written) and gpu_check.md.
+cuda/gpu_tests.log, cuda/gpu_bench.log, cuda/gpu_check.md, cuda/results.{json,md} and
+cuda/ratios.png. The "cuda" and "cuda gpu-check" sections of bench/RESULTS.md are rewritten in
+place when ``--out`` is the default (bench/results, as ``make gpu-check`` has it); with another
+``--out``, in a copy of bench/RESULTS.md written there.
 """
 import argparse
 import json
@@ -126,7 +128,7 @@ def markdown(info, tests, bench_rc, doc):
              "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()), "",
              f"GPU tests: {tests}", ""]
     if doc is None:
-        lines.append(f"The benchmark did not finish ({bench_rc}); see gpu_bench.log.")
+        lines.append(f"The benchmark did not finish ({bench_rc}); see cuda/gpu_bench.log.")
         return "\n".join(lines) + "\n"
     p = doc["peaks"]
     lines += [f"Ceilings measured in the same run: {p['gflops']:.0f} GFLOP/s ({p['gflops_by']}), "
@@ -148,7 +150,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     SIMULATE["on"] = args.simulate
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "cuda"           # beside the bench's own cuda/results.{json,md}
+    logs.mkdir(parents=True, exist_ok=True)
     info = environment()
     print("gpu-check on:", json.dumps(info), flush=True)
 
@@ -156,22 +159,24 @@ def main(argv=None):
     if not args.skip_tests:
         rc, secs, lines = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                 "-o", "addopts=-ra", "-k", "cuda", *TESTS],
-                               out / "gpu_tests.log", args.test_timeout)
+                               logs / "gpu_tests.log", args.test_timeout)
         summary = next((ln for ln in reversed(lines) if " in " in ln and
                         any(w in ln for w in ("passed", "failed", "error"))), "no summary")
         tests = f"{summary.strip('= ')} (exit {rc}, {secs:.0f} s)"
 
-    results_md = out / "RESULTS.md"
-    shutil.copyfile(ROOT / "bench" / "RESULTS.md", results_md)
+    results_md = ROOT / "bench" / "RESULTS.md"
+    if out.resolve() != (ROOT / "bench" / "results").resolve():
+        shutil.copyfile(results_md, out / "RESULTS.md")
+        results_md = out / "RESULTS.md"
     cmd = [sys.executable, "-m", "tilegrad.cli", "bench", "all", "--device", "cuda", "--sizes",
            args.sizes, "--out", str(out), "--results-md", str(results_md)]
-    bench_rc, secs, _ = _run(cmd, out / "gpu_bench.log", args.bench_timeout)
+    bench_rc, secs, _ = _run(cmd, logs / "gpu_bench.log", args.bench_timeout)
     doc = None
     if bench_rc == 0:
         with open(out / "cuda" / "results.json") as f:
             doc = json.load(f)
     body = markdown(info, tests, bench_rc, doc)
-    (out / "gpu_check.md").write_text(body)
+    (logs / "gpu_check.md").write_text(body)
     sys.path.insert(0, str(ROOT / "src"))
     from tilegrad.bench.report import update_results_md
     update_results_md(str(results_md), "cuda gpu-check", body)
