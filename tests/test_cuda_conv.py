@@ -96,3 +96,28 @@ def test_backward_is_the_adjoint_of_forward():
     lhs = float((y * gy).sum())
     assert abs(lhs - float((x * dx).sum())) <= 1e-10 * (1 + abs(lhs))
     assert abs(lhs - float((w * dw).sum())) <= 1e-10 * (1 + abs(lhs))
+
+
+@pytest.mark.parametrize("blocks,k", [(1, 1), (1, 33), (4, 50176), (14, 7), (3, 97), (300, 999)])
+def test_split_k_covers_k_in_whole_tiles(blocks, k):
+    splits, chunk = conv._split_k(blocks, k)
+    assert splits >= 1 and chunk % conv.TILE == 0
+    assert (splits - 1) * chunk < k <= splits * chunk or k <= chunk == conv.TILE
+    assert splits == 1 or chunk >= conv.SPLIT_MIN_TILES * conv.TILE
+
+
+@pytest.mark.parametrize("case", ["3x3_s1_p1", "3x3_s2_p1", "2x2_s2_unread"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_bwd_weight_split_k_against_numpy(case, dtype, monkeypatch):
+    """Backward-weight with K cut into slices (forced: more blocks wanted than the output has)
+    gives the unsplit result: each slice's partial, summed by reduce.sum."""
+    monkeypatch.setattr(conv, "SPLIT_TARGET", 64)
+    x, wt, _, gy, stride, padding = _inputs(case, dtype, seed=11)
+    n, _, _, ho, wo = (gy.shape[0], None, None) + gy.shape[2:]
+    blocks = conv.ceil_div(np.prod(wt.shape[1:]), conv.TILE) * conv.ceil_div(wt.shape[0], conv.TILE)
+    assert conv._split_k(blocks, n * ho * wo)[0] > 1          # the split path really runs
+    got = conv.conv2d_bwd_weight(gy, x, wt.shape, stride, padding)
+    want = _ref64(ref.conv2d_bwd_weight, gy, x, wt.shape, stride, padding)
+    assert got.shape == wt.shape and got.dtype == dtype
+    rtol, atol = TOL[dtype]
+    assert_close(got, want, rtol=rtol, atol=atol)

@@ -41,9 +41,13 @@ Costs, s = bytes per element (4 for float32, 8 for float64):
               2*M*N_gemm*K / TILE elements (served partly by L1/L2, since neighbouring windows
               overlap).
 
-Known gaps (later versions): the register blocking and double buffering of matmul v3/v4;
-backward-weight has a long K = N*Ho*Wo and few output tiles when F and C*KH*KW are small, where
-a deterministic split-K (partials, then a reduction) would fill the GPU.
+Split-K in backward-weight: its K = N*Ho*Wo is long and its output small when F and C*KH*KW
+are (the CNN's first layer: K = 50,176 for 64 x 9 outputs, 4 blocks of 16 x 16). The launcher
+then cuts K into slices, one grid layer (blockIdx.z) each, writes each slice's partial dW, and
+sums the partials with ``reduce.sum``: deterministic, no atomics, at the cost of
+splits * F*C*KH*KW partials written and read once.
+
+Known gaps (later versions): the register blocking and double buffering of matmul v3/v4.
 
 Kernels are made by factories (``make_conv2d_fwd_kernel1(tile, has_bias, dtype)``,
 ``make_conv2d_bwd_data_kernel1(tile, dtype)``, ``make_conv2d_bwd_weight_kernel1(tile, dtype)``)
@@ -59,12 +63,17 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
-from .runtime import SIMULATOR, ceil_div, empty, launch
+from .reduce import sum as _sum
+from .runtime import SIMULATOR, ceil_div, empty, launch, multiprocessors
 
 _NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
 TILE = 4 if SIMULATOR else 16
 GPU_TILE = 16
+# Split-K for backward-weight: blocks wanted per multiprocessor (8 blocks of 256 threads fill
+# one), and the fewest K-tiles a slice may have. The simulator's values make tiny tests split.
+SPLIT_TARGET = 4 if SIMULATOR else 8
+SPLIT_MIN_TILES = 2 if SIMULATOR else 8
 
 # ---------------------------------------------------------------- kernels
 # All three kernels: block (TILE, TILE), thread (ty, tx) computes the result element at GEMM row
@@ -134,7 +143,8 @@ def make_conv2d_bwd_weight_kernel1(tile, dtype):
     zero = dtype(0)
 
     @cuda.jit
-    def conv2d_bwd_weight_kernel1(gy, x, dw, n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo):
+    def conv2d_bwd_weight_kernel1(gy, x, dw, n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo,
+                                  chunk):
         sg = cuda.shared.array((tile, tile), dtype)   # sg[f, r]: dY(f0 + f, r0 + r)
         sx = cuda.shared.array((tile, tile), dtype)   # sx[r, q]: X(r0 + r, q0 + q), im2col'd
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -143,7 +153,10 @@ def make_conv2d_bwd_weight_kernel1(tile, dtype):
         kk = c * kh * kw
         khw = kh * kw
         hw_o = ho * wo
-        rr = n * hw_o                                 # the GEMM's K: all output positions
+        # The GEMM's K runs over all N*Ho*Wo output positions; split-K block z takes positions
+        # [z*chunk, z*chunk + chunk) and writes its partial sums to slice z of dw.
+        r_begin = cuda.blockIdx.z * chunk
+        rr = min(n * hw_o, r_begin + chunk)
         # q is fixed along K: decode the tap once. Thread (ty, tx) loads X at GEMM-k r0 + ty,
         # tap q, and dY at channel fo, GEMM-k r0 + tx.
         ci = q // khw
@@ -151,7 +164,7 @@ def make_conv2d_bwd_weight_kernel1(tile, dtype):
         ki = t // kw
         kj = t - ki * kw
         acc = zero
-        for r0 in range(0, rr, tile):
+        for r0 in range(r_begin, rr, tile):
             r = r0 + tx                               # dY[nb, fo, oh, ow] with r = (nb, oh, ow)
             v = zero
             if fo < f and r < rr:
@@ -175,7 +188,7 @@ def make_conv2d_bwd_weight_kernel1(tile, dtype):
                 acc += sg[ty, p] * sx[p, tx]
             cuda.syncthreads()                        # all reads done before the next tiles land
         if fo < f and q < kk:
-            dw[fo * kk + q] = acc                     # dW[fo, ci, ki, kj], coalesced along q
+            dw[(cuda.blockIdx.z * f + fo) * kk + q] = acc   # dW[z, fo, ci, ki, kj], along q
     return conv2d_bwd_weight_kernel1
 
 
@@ -284,14 +297,26 @@ def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
     sh, sw, ph, pw, kh, kw = _geometry(stride, padding, w_shape[2:])
     n2, f2, ho, wo = (int(s) for s in grad_out.shape)
     assert (n2, f2) == (n, f), f"conv2d_bwd_weight: grad_out {grad_out.shape} for x {x.shape}"
-    dw = empty((f, c, kh, kw), x.dtype)
     kk = c * kh * kw
+    blocks = ceil_div(kk, TILE) * ceil_div(f, TILE)
+    splits, chunk = _split_k(blocks, n * ho * wo)
+    dw = empty((splits, f, c, kh, kw) if splits > 1 else (f, c, kh, kw), x.dtype)
     if f and kk:
         kernel = make_conv2d_bwd_weight_kernel1(TILE, dt)
-        grid = (ceil_div(kk, TILE), ceil_div(f, TILE))
+        grid = (ceil_div(kk, TILE), ceil_div(f, TILE), splits)
         launch(kernel, grid, (TILE, TILE), grad_out.reshape(-1), x.reshape(-1), dw.reshape(-1),
-               n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
-    return dw
+               n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo, chunk)
+    return _sum(dw, (0,), False) if splits > 1 else dw
+
+
+def _split_k(blocks, k):
+    """(splits, chunk): how many slices to cut a GEMM's K into, and each slice's length (a
+    multiple of TILE), so that about ``SPLIT_TARGET`` blocks per multiprocessor run when the
+    output alone gives too few, and each slice keeps at least ``SPLIT_MIN_TILES`` K-tiles."""
+    want = ceil_div(SPLIT_TARGET * multiprocessors(), max(blocks, 1))
+    splits = max(1, min(want, ceil_div(k, TILE) // SPLIT_MIN_TILES))
+    chunk = ceil_div(ceil_div(max(k, 1), splits), TILE) * TILE
+    return ceil_div(max(k, 1), chunk), chunk
 
 
 def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
@@ -331,7 +356,7 @@ def _signatures():
             (f"conv2d_fwd_kernel1_{dt}_bias", make_conv2d_fwd_kernel1(GPU_TILE, True, dt),
              (arr, arr, arr, arr) + sizes),
             (f"conv2d_bwd_weight_kernel1_{dt}", make_conv2d_bwd_weight_kernel1(GPU_TILE, dt),
-             (arr, arr, arr) + sizes),
+             (arr, arr, arr) + sizes + (int64,)),
             (f"conv2d_bwd_data_kernel1_{dt}", make_conv2d_bwd_data_kernel1(GPU_TILE, dt),
              (arr, arr, arr) + sizes),
         ]

@@ -126,6 +126,20 @@ def ceil_div(a, b):
     return (a + b - 1) // b
 
 
+_SMS = []
+
+
+def multiprocessors():
+    """The GPU's multiprocessor count (read once through CuPy); 1 in the simulator."""
+    if not _SMS:
+        try:
+            _SMS.append(1 if SIMULATOR else
+                        int(xp.cuda.Device().attributes["MultiProcessorCount"]))
+        except Exception:   # noqa: BLE001 - no GPU to ask: an H100/H200's count
+            _SMS.append(132)
+    return _SMS[0]
+
+
 def c_strides(shape):
     """Host-side: the C-order strides of ``shape``, in elements."""
     strides, acc = [0] * len(shape), 1
