@@ -89,10 +89,6 @@ def environment():
     return info
 
 
-def _rows(doc):
-    return {r["name"]: r for r in doc["rows"]}
-
-
 def goals(doc):
     """(goal, case, measured, target, met) rows from a bench document."""
     out = []

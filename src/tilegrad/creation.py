@@ -3,7 +3,7 @@ import numpy as np
 
 from . import dtypes
 from .backends import get_device
-from .tensor import Tensor, _shape_args
+from .tensor import Tensor, _shape_args, check_can_require_grad
 
 def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     """The checked device and dtype of a new tensor, before anything is allocated."""
@@ -14,9 +14,8 @@ def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     if dtype not in held:
         raise TypeError(f"{op}: dtype {dtype} is not supported on device '{dev.name}' "
                         f"(supported: {', '.join(str(d) for d in held)})")
-    if requires_grad and dtype not in dtypes.FLOATING:
-        raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
-                        f"this one is {dtype}")
+    if requires_grad:
+        check_can_require_grad(dtype)
     return dev, dtype
 
 

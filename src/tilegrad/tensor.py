@@ -22,6 +22,13 @@ def _shape_args(shape, op):
     return tuple(int(n) for n in shape)
 
 
+
+def check_can_require_grad(dtype):
+    """Refuse gradients for a tensor of ``dtype`` unless it is floating-point."""
+    if dtype not in dtypes.FLOATING:
+        raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
+                        f"this one is {dtype}")
+
 class Tensor:
     """An n-dimensional array on a device that can record how it was computed.
 
@@ -52,9 +59,8 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value):
-        if value and self.dtype not in dtypes.FLOATING:
-            raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
-                            f"this one is {self.dtype}")
+        if value:
+            check_can_require_grad(self.dtype)
         if not value and self._ctx is not None:
             raise ValueError("requires_grad: cannot turn off gradients of a non-leaf tensor; "
                              "use .detach()")

@@ -64,7 +64,7 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from .reduce import sum as _sum
-from .runtime import SIMULATOR, ceil_div, empty, launch, multiprocessors
+from .runtime import SIMULATOR, ceil_div, empty, launch, multiprocessors, placeholder
 
 _NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
@@ -277,7 +277,7 @@ def conv2d_fwd(x, w, bias, stride, padding):
     assert bias is None or bias.dtype == x.dtype, f"conv2d_fwd: bias dtype {bias.dtype}"
     out = empty((n, f, ho, wo), x.dtype)
     has_bias = bias is not None
-    bias_arr = bias.reshape(-1) if has_bias else empty((1,), x.dtype)
+    bias_arr = bias.reshape(-1) if has_bias else placeholder(x.dtype)
     m = n * ho * wo
     if m and f:
         kernel = make_conv2d_fwd_kernel1(TILE, has_bias, dt)

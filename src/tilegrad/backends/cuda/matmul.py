@@ -31,7 +31,7 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
-from .runtime import SIMULATOR, ceil_div, empty, from_numpy, launch
+from .runtime import SIMULATOR, ceil_div, empty, from_numpy, launch, placeholder
 
 _NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
@@ -282,11 +282,6 @@ def _batch_offsets(a_shape, b_shape, a_mat, b_mat):
         from_numpy((b_idx.reshape(-1) * b_mat).astype(np.int64))
 
 
-@functools.lru_cache(maxsize=None)
-def _no_bias(dtype):
-    """A one-element stand-in for the bias argument when there is none (never read)."""
-    return empty((1,), dtype)
-
 
 def _prepare(a, b, trans_a, trans_b, bias):
     if a.ndim < 2 or b.ndim < 2:
@@ -300,7 +295,7 @@ def _prepare(a, b, trans_a, trans_b, bias):
     batch, count, a_off, b_off = _batch_offsets(tuple(a.shape[:-2]), tuple(b.shape[:-2]),
                                                 m * k, k * n)
     out = empty(tuple(batch) + (m, n), a.dtype)
-    bias_arr = bias if bias is not None else _no_bias(np.dtype(a.dtype))
+    bias_arr = bias if bias is not None else placeholder(a.dtype)
     return (m, n, k, count, out, a_off, b_off, bias_arr.reshape(-1), _NUMBA_DTYPES[a.dtype])
 
 

@@ -293,6 +293,18 @@ def zeros(shape, dtype):
     return np.zeros(shape, dtype=dtype) if SIMULATOR else xp.zeros(shape, dtype=dtype)
 
 
+_PLACEHOLDERS = {}
+
+
+def placeholder(dtype):
+    """A one-element array standing in for an optional argument that is absent (a bias): the
+    kernel never reads it. One per dtype, made once."""
+    dtype = np.dtype(dtype)
+    if dtype not in _PLACEHOLDERS:
+        _PLACEHOLDERS[dtype] = empty((1,), dtype)
+    return _PLACEHOLDERS[dtype]
+
+
 def from_numpy(a):
     a = np.array(a, order="C", copy=True)      # keeps 0-d arrays 0-d, unlike ascontiguousarray
     return a if SIMULATOR else xp.asarray(a)
