@@ -25,6 +25,16 @@ def device(request):
     return request.param
 
 
+@pytest.fixture
+def disabled_cuda(monkeypatch):
+    """Device "cuda" as a machine without a GPU has it: disabled, with its reason (a stand-in,
+    so that the unavailable-device paths are tested where cuda runs in the simulator too)."""
+    from tilegrad import backends
+    cuda = tg.Device("cuda", None, "its driver is not installed (a test's stand-in)")
+    monkeypatch.setitem(backends._registry(), "cuda", cuda)
+    return cuda
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     tg.manual_seed(0)

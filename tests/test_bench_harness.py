@@ -132,13 +132,10 @@ def test_bench_command_end_to_end_at_tiny_sizes(tmp_path, capsys):
     assert "[1/" in capsys.readouterr().err       # the progress line
 
 
-def test_bench_on_an_unavailable_device_says_why(tmp_path, capsys, monkeypatch):
-    from tilegrad import backends
+def test_bench_on_an_unavailable_device_says_why(tmp_path, capsys, disabled_cuda):
     from tilegrad.cli import main
-    reason = "no GPU here (a test's stand-in)"
-    monkeypatch.setitem(backends._registry(), "cuda", tg.Device("cuda", None, reason))
     assert main(["bench", "kernels", "--device", "cuda", "--out", str(tmp_path)]) == 1
-    assert reason in capsys.readouterr().err
+    assert disabled_cuda.reason in capsys.readouterr().err
 
 
 def test_gpu_check_goals_read_the_bench_document():

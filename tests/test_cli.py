@@ -166,10 +166,8 @@ def test_missing_data_is_one_clear_line_not_a_traceback(tmp_path, capsys):
     assert "nowhere" in err
 
 
-def test_an_unavailable_device_is_one_clear_line(images, tmp_path, capsys, monkeypatch):
-    from tilegrad import backends
-    cuda = tg.Device("cuda", None, "no GPU here (a test's stand-in)")
-    monkeypatch.setitem(backends._registry(), "cuda", cuda)
+def test_an_unavailable_device_is_one_clear_line(images, tmp_path, capsys, disabled_cuda):
+    cuda = disabled_cuda
     assert run("train", "mlp", "--data-dir", images, "--device", "cuda", "--out", tmp_path) == 1
     err = capsys.readouterr().err
     assert err.startswith("tilegrad train: device 'cuda' is unavailable") and cuda.reason in err
