@@ -1,10 +1,11 @@
-"""``tilegrad info``: backends, devices and why any is unavailable, data, versions."""
+"""``tilegrad info``: backends, devices and why any is unavailable, kernel versions, data,
+package versions."""
 import platform
 
 import numpy as np
 
 import tilegrad as tg
-from tilegrad import data
+from tilegrad import data, kernels
 
 
 def _version(module):
@@ -14,12 +15,27 @@ def _version(module):
         return f"not installed ({type(e).__name__})"
 
 
+def _kernel_lines():
+    """One line per kernel family: its versions, the one in use starred."""
+    try:
+        families = kernels.versions()
+    except ValueError as e:          # a bad $TILEGRAD_KERNELS
+        return [f"  {e}"]
+    if not families:
+        return [f"  none: {kernels.unavailable_reason() or 'no module declares a family'}"]
+    width = max(len(f) for f in families)
+    return [f"  {f:{width}s} " + " ".join(f"*{v}" if v == used else v for v in versions)
+            for f, (versions, used) in families.items()]
+
+
 def info():
     lines = [f"tilegrad {tg.__version__}, Python {platform.python_version()}, "
              f"NumPy {np.__version__}", "", "devices:"]
     for d in tg.devices():
         state = f"available, backend {d.backend.name}" if d.available else f"unavailable: {d.reason}"
         lines.append(f"  {d.name:5s} {state}")
+    lines += ["", "kernels (tilegrad.kernels.use, or TILEGRAD_KERNELS=family=version,...):"]
+    lines += _kernel_lines()
     lines += ["", "optional packages:"]
     for m in ("tqdm", "matplotlib", "torch", "numba", "cupy"):
         lines.append(f"  {m:10s} {_version(m)}")

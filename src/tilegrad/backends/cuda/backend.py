@@ -1,13 +1,13 @@
 """The CUDA backend as one module of primitives, under the NumPy backend's names.
 
-Every function here is a launcher from one of the kernel-family files; ``matmul`` runs the
-version that ``tilegrad.kernels`` has chosen (v4 unless told otherwise).
+Every function here is a launcher from one of the kernel-family files. ``matmul`` and the three
+convolution passes run the version that ``tilegrad.kernels`` has chosen (each family's default
+unless told otherwise); a family's versions are declared in its own file.
 """
 from tilegrad import kernels
 
+from . import conv as _conv
 from . import layout as _layout
-from . import matmul as _matmul
-from .conv import conv2d_bwd_data, conv2d_bwd_weight, conv2d_fwd  # noqa: F401
 from .elementwise import binary, pow_scalar, relu_bwd, unary, where_mask  # noqa: F401
 from .embedding import embedding_bwd, embedding_fwd  # noqa: F401
 from .layout import (astype, broadcast_to, concat, copy_into, full, index, index_bwd,  # noqa: F401
@@ -26,4 +26,27 @@ DTYPES = _layout.SUPPORTED_DTYPES     # the dtypes its kernels are compiled for
 
 def matmul(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
     """``op(a) @ op(b) (+ bias) (then ReLU)`` with the matmul version in use."""
-    return _matmul.VERSIONS[kernels.current("matmul")](a, b, trans_a, trans_b, bias, relu)
+    return kernels.launcher("matmul")(a, b, trans_a, trans_b, bias, relu)
+
+
+def _conv_pass(family, undeclared):
+    """The launcher in use for a convolution pass; ``undeclared`` while conv.py declares no
+    versions for it."""
+    return kernels.launcher(family) if kernels.declared(family) else undeclared
+
+
+def conv2d_fwd(x, w, bias, stride, padding):
+    """Cross-correlation (N, C, H, W) x (F, C, KH, KW) -> (N, F, Ho, Wo), version in use."""
+    return _conv_pass("conv2d_fwd", _conv.conv2d_fwd)(x, w, bias, stride, padding)
+
+
+def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
+    """dL/dx of ``conv2d_fwd``, version in use."""
+    return _conv_pass("conv2d_bwd_data", _conv.conv2d_bwd_data)(grad_out, w, x_shape, stride,
+                                                                padding)
+
+
+def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
+    """dL/dw of ``conv2d_fwd``, version in use."""
+    return _conv_pass("conv2d_bwd_weight", _conv.conv2d_bwd_weight)(grad_out, x, w_shape, stride,
+                                                                    padding)

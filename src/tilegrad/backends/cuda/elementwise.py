@@ -24,10 +24,9 @@ instead of eleven, so fewer JIT compilations at start-up and a short PTX list. T
 kernels from one body each, because their outputs have different dtypes (the input's, and bool);
 the flag is a compile-time constant and Numba prunes the other op chain.
 
-There are no ``@cuda.jit(device=True)`` helpers: numba-cuda 0.30 compiles a device function for
-the current GPU's compute capability, so a kernel calling one cannot go through a plain
-``cuda.compile_ptx`` on a machine without a GPU (``ptx.py`` works around it). Each kernel spells
-out its op chain and index arithmetic and compiles on its own.
+Each kernel peels its output index into coordinates in one loop that computes the offsets of all
+its inputs at once (one division per dimension for two or three operands), which is why they do
+not call ``common.strided_offset`` once per operand.
 
 Cost per output element (s = bytes per element of the dtype; n = output elements):
 
@@ -65,18 +64,15 @@ import numpy as np
 from numba import boolean, cuda, float32, float64, int64
 
 from . import runtime as rt
+from .common import THREADS, flat, grid_blocks
 
-# Launch configuration (grid-stride loops, so any grid is correct). Under the simulator each CUDA
-# thread is a Python thread: few threads, and few blocks so that the grid-stride loop wraps.
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
+# Launch configuration: grid-stride loops, so any grid is correct (``common.grid_blocks``).
 
 UNARY_OPS = {"neg": 0, "exp": 1, "log": 2, "tanh": 3, "sigmoid": 4, "relu": 5, "sqrt": 6, "abs": 7}
 ARITH_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4}
 COMPARE_OPS = {"eq": 0, "ne": 1, "gt": 2, "ge": 3, "lt": 4, "le": 5}
 
 # ---------------------------------------------------------------- kernels
-# Self-contained kernels, no device functions (see the module docstring for why).
 
 
 @cuda.jit
@@ -282,17 +278,6 @@ def _broadcast_layout(out_shape, in_shapes):
     return tuple(rt.from_numpy(a) for a in arrays)
 
 
-def _flat(x):
-    """A 1-D C-contiguous view of ``x`` (a copy first if ``x`` is not C-contiguous)."""
-    if not x.flags.c_contiguous:
-        x = rt.copy(x)
-    return x.reshape(-1)
-
-
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
-
-
 def _broadcast_shape(*shapes):
     nd = max(len(s) for s in shapes)
     out = []
@@ -310,7 +295,7 @@ def unary(op, x):
     out = rt.empty(x.shape, x.dtype)
     n = out.size
     if n:
-        rt.launch(unary_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), n,
+        rt.launch(unary_fwd_kernel1, grid_blocks(n), THREADS, flat(x), out.reshape(-1), n,
                   UNARY_OPS[op])
     return out
 
@@ -325,7 +310,7 @@ def binary(op, a, b):
         n = out.size
         if n:
             kernel = compare_scalar_fwd_kernel1 if compare else binary_scalar_fwd_kernel1
-            rt.launch(kernel, _grid(n), THREADS, _flat(a), a.dtype.type(b), out.reshape(-1),
+            rt.launch(kernel, grid_blocks(n), THREADS, flat(a), a.dtype.type(b), out.reshape(-1),
                       n, code)
         return out
     assert a.dtype == b.dtype, f"binary {op}: dtypes differ ({a.dtype}, {b.dtype})"
@@ -335,7 +320,7 @@ def binary(op, a, b):
     if n:
         sizes, a_strides, b_strides = _broadcast_layout(shape, (tuple(a.shape), tuple(b.shape)))
         kernel = compare_fwd_kernel1 if compare else binary_fwd_kernel1
-        rt.launch(kernel, _grid(n), THREADS, _flat(a), _flat(b), out.reshape(-1), sizes,
+        rt.launch(kernel, grid_blocks(n), THREADS, flat(a), flat(b), out.reshape(-1), sizes,
                   a_strides, b_strides, n, code)
     return out
 
@@ -345,7 +330,7 @@ def pow_scalar(x, p):
     out = rt.empty(x.shape, x.dtype)
     n = out.size
     if n:
-        rt.launch(pow_scalar_fwd_kernel1, _grid(n), THREADS, _flat(x), x.dtype.type(p),
+        rt.launch(pow_scalar_fwd_kernel1, grid_blocks(n), THREADS, flat(x), x.dtype.type(p),
                   out.reshape(-1), n)
     return out
 
@@ -356,7 +341,8 @@ def relu_bwd(grad, y):
     out = rt.empty(grad.shape, grad.dtype)
     n = out.size
     if n:
-        rt.launch(relu_bwd_kernel1, _grid(n), THREADS, _flat(grad), _flat(y), out.reshape(-1), n)
+        rt.launch(relu_bwd_kernel1, grid_blocks(n), THREADS, flat(grad), flat(y), out.reshape(-1),
+                  n)
     return out
 
 
@@ -370,8 +356,8 @@ def where_mask(mask, a, b):
         if n:
             sizes, m_strides, a_strides = _broadcast_layout(shape, (tuple(mask.shape),
                                                                     tuple(a.shape)))
-            rt.launch(where_mask_scalar_fwd_kernel1, _grid(n), THREADS,
-                      _flat(mask), _flat(a), a.dtype.type(b), out.reshape(-1), sizes, m_strides,
+            rt.launch(where_mask_scalar_fwd_kernel1, grid_blocks(n), THREADS,
+                      flat(mask), flat(a), a.dtype.type(b), out.reshape(-1), sizes, m_strides,
                       a_strides, n)
         return out
     assert a.dtype == b.dtype, f"where_mask: dtypes differ ({a.dtype}, {b.dtype})"
@@ -381,8 +367,8 @@ def where_mask(mask, a, b):
     if n:
         sizes, m_strides, a_strides, b_strides = _broadcast_layout(
             shape, (tuple(mask.shape), tuple(a.shape), tuple(b.shape)))
-        rt.launch(where_mask_fwd_kernel1, _grid(n), THREADS,
-                  _flat(mask), _flat(a), _flat(b), out.reshape(-1), sizes, m_strides, a_strides,
+        rt.launch(where_mask_fwd_kernel1, grid_blocks(n), THREADS,
+                  flat(mask), flat(a), flat(b), out.reshape(-1), sizes, m_strides, a_strides,
                   b_strides, n)
     return out
 

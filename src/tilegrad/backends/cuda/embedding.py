@@ -47,12 +47,7 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
-
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192   # small in the simulator so the grid-stride loop wraps
-GPU_THREADS = 256
-
-_NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
+from .common import THREADS, contiguous, grid_blocks, numba_dtype
 
 # ---------------------------------------------------------------- kernels
 # Factories take the dtype so that the NaN written for a bad index is a constant of the table's
@@ -100,33 +95,24 @@ def make_embedding_bwd_kernel(dtype):
 # ---------------------------------------------------------------- launchers
 
 
-def _contiguous(a):
-    return a if a.flags.c_contiguous else rt.copy(a)
-
-
 def _dtype(a):
-    assert a.dtype in _NUMBA_DTYPES, f"embedding kernels take float32 or float64, not {a.dtype}"
-    return _NUMBA_DTYPES[a.dtype]
+    return numba_dtype(a.dtype, "embedding")
 
 
 def _check_idx(idx):
     assert idx.dtype == np.int64, f"embedding: idx must be int64, not {idx.dtype}"
 
 
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
-
-
 def embedding_fwd(weight, idx):
     """Rows of ``weight`` (V, D) gathered by the integer array ``idx``: shape idx.shape + (D,)."""
     assert weight.ndim == 2, f"embedding: weight must be (V, D), got {weight.shape}"
     _check_idx(idx)
-    weight, idx = _contiguous(weight), _contiguous(idx)
+    weight, idx = contiguous(weight), contiguous(idx)
     v, d = weight.shape
     n_idx = idx.size
     out = rt.empty(tuple(idx.shape) + (d,), weight.dtype)
     if n_idx * d:
-        rt.launch(make_embedding_fwd_kernel(_dtype(weight)), _grid(n_idx * d), THREADS,
+        rt.launch(make_embedding_fwd_kernel(_dtype(weight)), grid_blocks(n_idx * d), THREADS,
                   weight.reshape(-1), idx.reshape(-1), out.reshape(-1), n_idx, d, v)
     return out
 
@@ -138,10 +124,10 @@ def embedding_bwd(grad_out, idx, num_embeddings):
     n_idx = idx.size
     assert tuple(grad_out.shape) == tuple(idx.shape) + (d,), \
         f"embedding_bwd: grad_out {grad_out.shape} does not match idx {idx.shape} + (D,)"
-    grad_out, idx = _contiguous(grad_out), _contiguous(idx)
+    grad_out, idx = contiguous(grad_out), contiguous(idx)
     grad_w = rt.zeros((num_embeddings, d), grad_out.dtype)
     if n_idx * d and num_embeddings:
-        rt.launch(make_embedding_bwd_kernel(_dtype(grad_out)), _grid(n_idx * d), THREADS,
+        rt.launch(make_embedding_bwd_kernel(_dtype(grad_out)), grid_blocks(n_idx * d), THREADS,
             grad_out.reshape(-1), idx.reshape(-1), grad_w.reshape(-1), n_idx, d, num_embeddings)
     return grad_w
 

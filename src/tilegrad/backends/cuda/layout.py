@@ -52,8 +52,7 @@ full                   n*s
 =====================  =======================================================================
 
 Indices are int64 throughout (correct past 2**31 elements; 32-bit index arithmetic is a later
-version). There are no ``@cuda.jit(device=True)`` helpers (numba-cuda 0.30 compiles them for the
-present GPU only; see elementwise.py).
+version).
 
 Test (simulator, no GPU; tiny odd shapes, a block of 8 threads and at most 4 blocks so the
 grid-stride loops wrap)::
@@ -66,17 +65,13 @@ compile check (``python -m tilegrad.backends.cuda.ptx --families layout``).
 import functools
 
 import numpy as np
-from numba import boolean, cuda, float32, float64, int64
+from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
+from .common import NUMBA_STORAGE_DTYPES, THREADS, flat, grid_blocks, strided_offset
 
-# Grid-stride loops, so any grid is correct. Under the simulator each CUDA thread is a Python
-# thread: few threads, and few blocks so that the loops wrap.
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
-
-SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
-                    np.dtype(np.bool_))
+# Grid-stride loops, so any grid is correct (``common.grid_blocks``).
+SUPPORTED_DTYPES = tuple(NUMBA_STORAGE_DTYPES)     # float32, float64, int64, bool
 
 # ---------------------------------------------------------------- kernels
 
@@ -87,16 +82,8 @@ def _make_strided_gather_kernel():
 
     @cuda.jit
     def strided_gather_kernel(x, out, sizes, strides, n):
-        ndim = sizes.shape[0]
         for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            # Coordinates of output i, last dimension first; what is left after the inner
-            # dimensions is the coordinate along dimension 0 (no % needed).
-            rest = i
-            src = 0
-            for d in range(ndim - 1, 0, -1):
-                src += (rest % sizes[d]) * strides[d]
-                rest //= sizes[d]
-            out[i] = x[src + rest * strides[0]]
+            out[i] = x[strided_offset(0, i, sizes, strides)]   # i's coordinates, x's strides
 
     return strided_gather_kernel
 
@@ -164,17 +151,6 @@ def _gather_layout(dims):
     dims = rt.coalesce(dims)
     return (rt.from_numpy(np.array([s for s, _ in dims], dtype=np.int64)),
             rt.from_numpy(np.array([st for _, st in dims], dtype=np.int64)))
-
-
-def _flat(x):
-    """A 1-D C-contiguous view of ``x`` (a copy first if ``x`` is not C-contiguous)."""
-    if not x.flags.c_contiguous:
-        x = rt.copy(x)
-    return x.reshape(-1)
-
-
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
 
 
 def _size(shape):
@@ -250,7 +226,7 @@ def permute(x, axes):
     n = out.size
     if n:
         sizes, in_strides = _gather_layout(tuple((x.shape[a], strides[a]) for a in axes))
-        rt.launch(permute_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), sizes,
+        rt.launch(permute_fwd_kernel1, grid_blocks(n), THREADS, flat(x), out.reshape(-1), sizes,
                   in_strides, n)
     return out
 
@@ -270,8 +246,8 @@ def broadcast_to(x, shape):
     n = out.size
     if n:
         sizes, in_strides = _gather_layout(tuple(dims))
-        rt.launch(broadcast_to_fwd_kernel1, _grid(n), THREADS, _flat(x), out.reshape(-1), sizes,
-                  in_strides, n)
+        rt.launch(broadcast_to_fwd_kernel1, grid_blocks(n), THREADS, flat(x), out.reshape(-1),
+                  sizes, in_strides, n)
     return out
 
 
@@ -282,7 +258,7 @@ def index(x, key):
     out = rt.empty(shape, x.dtype)
     n = out.size
     if n:
-        rt.launch(index_fwd_kernel1, _grid(n), THREADS, _flat(x), src, out.reshape(-1), n)
+        rt.launch(index_fwd_kernel1, grid_blocks(n), THREADS, flat(x), src, out.reshape(-1), n)
     return out
 
 
@@ -294,7 +270,7 @@ def index_bwd(grad, key, shape):
     out = rt.zeros(tuple(shape), grad.dtype)
     n = grad.size
     if n:
-        rt.launch(index_bwd_kernel1, _grid(n), THREADS, _flat(grad), src, out.reshape(-1), n)
+        rt.launch(index_bwd_kernel1, grid_blocks(n), THREADS, flat(grad), src, out.reshape(-1), n)
     return out
 
 
@@ -318,8 +294,8 @@ def concat(xs, axis):
     for x in xs:
         n = x.size
         if n:
-            rt.launch(concat_fwd_kernel1, _grid(n), THREADS,
-                      _flat(x), flat_out, x.shape[axis] * inner, total * inner, rows * inner, n)
+            rt.launch(concat_fwd_kernel1, grid_blocks(n), THREADS,
+                      flat(x), flat_out, x.shape[axis] * inner, total * inner, rows * inner, n)
         rows += x.shape[axis]
     return out
 
@@ -332,7 +308,7 @@ def copy_into(dst, src):
     assert dst.flags.c_contiguous, "copy_into: dst must be C-contiguous (written through a view)"
     n = dst.size
     if n:
-        rt.launch(copy_into_fwd_kernel1, _grid(n), THREADS, _flat(src), dst.reshape(-1), n)
+        rt.launch(copy_into_fwd_kernel1, grid_blocks(n), THREADS, flat(src), dst.reshape(-1), n)
 
 
 def astype(x, dtype):
@@ -344,7 +320,7 @@ def astype(x, dtype):
     n = out.size
     if n:
         kernel = make_astype_kernel(dtype == np.bool_ and src_dtype != np.bool_)
-        rt.launch(kernel, _grid(n), THREADS, _flat(x), out.reshape(-1), n)
+        rt.launch(kernel, grid_blocks(n), THREADS, flat(x), out.reshape(-1), n)
     return out
 
 
@@ -355,14 +331,10 @@ def full(shape, value, dtype):
     out = rt.empty(shape, dtype)
     n = out.size
     if n:
-        rt.launch(full_fwd_kernel1, _grid(n), THREADS, out.reshape(-1), dtype.type(value), n)
+        rt.launch(full_fwd_kernel1, grid_blocks(n), THREADS, out.reshape(-1), dtype.type(value), n)
     return out
 
 # ---------------------------------------------------------------- compile check
-
-_NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64,
-                np.dtype(np.int64): int64, np.dtype(np.bool_): boolean}
-
 
 def _signatures():
     idx = int64[::1]
@@ -379,14 +351,14 @@ def _signatures():
             ("copy_into_fwd_kernel1", copy_into_fwd_kernel1, (arr, arr, int64)),
         ]
     for d in SUPPORTED_DTYPES:
-        t = _NUMBA_TYPES[d]
+        t = NUMBA_STORAGE_DTYPES[d]
         sigs.append((f"full_fwd_kernel1_{d}", full_fwd_kernel1, (t[::1], t, int64)))
     # Every supported astype pair, with the kernel the launcher picks for it.
     for a in SUPPORTED_DTYPES:
         for b in SUPPORTED_DTYPES:
             kernel = make_astype_kernel(b == np.bool_ and a != np.bool_)
             sigs.append((f"astype_fwd_kernel1_{a}_to_{b}", kernel,
-                         (_NUMBA_TYPES[a][::1], _NUMBA_TYPES[b][::1], int64)))
+                         (NUMBA_STORAGE_DTYPES[a][::1], NUMBA_STORAGE_DTYPES[b][::1], int64)))
     return sigs
 
 

@@ -42,9 +42,7 @@ import math
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
-
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
+from .common import THREADS, flat, grid_blocks
 
 # ---------------------------------------------------------------- kernels
 
@@ -91,17 +89,6 @@ def lstm_cell_bwd_kernel1(grad_h, grad_c, acts, c, c_prev, grad_gates, grad_c_pr
 # ---------------------------------------------------------------- launchers
 
 
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
-
-
-def _flat(x):
-    """A 1-D C-contiguous view of ``x`` (a copy first if ``x`` is not C-contiguous)."""
-    if not x.flags.c_contiguous:
-        x = rt.copy(x)
-    return x.reshape(-1)
-
-
 def lstm_cell_fwd(gates, c_prev):
     """From pre-activation gates (B, 4H) in the order i, f, g, o and c_prev (B, H):
 
@@ -116,8 +103,8 @@ def lstm_cell_fwd(gates, c_prev):
     acts = rt.empty((bs, 4 * hs), gates.dtype)
     n = bs * hs
     if n:
-        rt.launch(lstm_cell_fwd_kernel1, _grid(n), THREADS,
-            _flat(gates), _flat(c_prev), h.reshape(-1), c.reshape(-1), acts.reshape(-1), hs, n)
+        rt.launch(lstm_cell_fwd_kernel1, grid_blocks(n), THREADS,
+            flat(gates), flat(c_prev), h.reshape(-1), c.reshape(-1), acts.reshape(-1), hs, n)
     return h, c, acts
 
 
@@ -131,8 +118,8 @@ def lstm_cell_bwd(grad_h, grad_c, acts, c, c_prev):
     grad_c_prev = rt.empty((bs, hs), acts.dtype)
     n = bs * hs
     if n:
-        rt.launch(lstm_cell_bwd_kernel1, _grid(n), THREADS,
-                  _flat(grad_h), _flat(grad_c), _flat(acts), _flat(c), _flat(c_prev),
+        rt.launch(lstm_cell_bwd_kernel1, grid_blocks(n), THREADS,
+                  flat(grad_h), flat(grad_c), flat(acts), flat(c), flat(c_prev),
                   grad_gates.reshape(-1), grad_c_prev.reshape(-1), hs, n)
     return grad_gates, grad_c_prev
 

@@ -38,9 +38,7 @@ import math
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
-
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
+from .common import THREADS, flat, grid_blocks
 
 # ---------------------------------------------------------------- kernels
 
@@ -87,10 +85,6 @@ def adam_step_kernel1(param, grad, m, v, step_size, sqrt_bc2, beta1c, beta2, bet
 # ---------------------------------------------------------------- launchers
 
 
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
-
-
 def _flat_inplace(x, what):
     """A 1-D view of ``x`` that writes through to it (so ``x`` must be C-contiguous)."""
     assert x.flags.c_contiguous, f"{what} must be C-contiguous to be updated in place"
@@ -107,7 +101,7 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
         return
     t = param.dtype.type
     p = _flat_inplace(param, "param")
-    g = grad.reshape(-1) if grad.flags.c_contiguous else rt.copy(grad).reshape(-1)
+    g = flat(grad)
     if momentum:
         assert buf is not None and buf.shape == param.shape and buf.dtype == param.dtype, \
             "sgd_step: momentum needs a buffer like param"
@@ -116,7 +110,7 @@ def sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, 
         # Never read nor written (has_momentum is 0). Not param: the simulator copies each array
         # argument back after the launch, and a second copy of param would undo the update.
         b = g
-    rt.launch(sgd_step_kernel1, _grid(n), THREADS,
+    rt.launch(sgd_step_kernel1, grid_blocks(n), THREADS,
               p, g, b, t(lr), t(momentum), t(1 - dampening), t(weight_decay),
         int(bool(weight_decay)), int(bool(momentum)), int(bool(nesterov)), int(bool(first)), n)
 
@@ -131,8 +125,8 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
     t = param.dtype.type
     step_size = lr / (1 - beta1 ** step)           # host scalars: bias corrections
     sqrt_bc2 = math.sqrt(1 - beta2 ** step)
-    g = grad.reshape(-1) if grad.flags.c_contiguous else rt.copy(grad).reshape(-1)
-    rt.launch(adam_step_kernel1, _grid(n), THREADS,
+    g = flat(grad)
+    rt.launch(adam_step_kernel1, grid_blocks(n), THREADS,
               _flat_inplace(param, "param"), g, _flat_inplace(m, "m"), _flat_inplace(v, "v"),
               t(step_size), t(sqrt_bc2), t(1 - beta1), t(beta2), t(1 - beta2), t(eps),
               t(weight_decay), int(bool(weight_decay)), n)

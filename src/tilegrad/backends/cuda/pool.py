@@ -48,11 +48,9 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
+from .common import THREADS, flat, grid_blocks
 
-# Grid-stride loops, so any grid is correct; in the simulator few threads and few blocks so that
-# the loop wraps.
-THREADS = 8 if rt.SIMULATOR else 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 8192
+# Grid-stride loops, so any grid is correct (``common.grid_blocks``).
 
 # ---------------------------------------------------------------- kernels
 
@@ -97,17 +95,6 @@ def max_pool2d_bwd_kernel1(grad_out, argmax, grad_in, plane_out, plane_in, n_out
 # ---------------------------------------------------------------- launchers
 
 
-def _grid(n):
-    return max(1, min(rt.ceil_div(n, THREADS), MAX_BLOCKS))
-
-
-def _flat(x):
-    """A 1-D C-contiguous view of ``x`` (a copy first if ``x`` is not C-contiguous)."""
-    if not x.flags.c_contiguous:
-        x = rt.copy(x)
-    return x.reshape(-1)
-
-
 def max_pool2d_fwd(x, kernel, stride, padding):
     """Max over each window of ``x`` (N, C, H, W); also the flat index (into H*W of the input,
     int64) of each maximum. ``kernel``, ``stride``, ``padding`` are (h, w) pairs; padding acts as
@@ -121,8 +108,8 @@ def max_pool2d_fwd(x, kernel, stride, padding):
     argmax = rt.empty((n, c, ho, wo), np.int64)
     n_out = n * c * ho * wo
     if n_out:
-        rt.launch(max_pool2d_fwd_kernel1, _grid(n_out), THREADS,
-            _flat(x), out.reshape(-1), argmax.reshape(-1), h, w, ho, wo, kh, kw, sh, sw, ph, pw,
+        rt.launch(max_pool2d_fwd_kernel1, grid_blocks(n_out), THREADS,
+            flat(x), out.reshape(-1), argmax.reshape(-1), h, w, ho, wo, kh, kw, sh, sw, ph, pw,
                   n_out)
     return out, argmax
 
@@ -135,8 +122,8 @@ def max_pool2d_bwd(grad_out, argmax, x_shape):
     n_out = grad_out.size
     if n_out:
         plane_out = grad_out.shape[2] * grad_out.shape[3]
-        rt.launch(max_pool2d_bwd_kernel1, _grid(n_out), THREADS,
-                  _flat(grad_out), _flat(argmax), grad.reshape(-1), plane_out, h * w, n_out)
+        rt.launch(max_pool2d_bwd_kernel1, grid_blocks(n_out), THREADS,
+                  flat(grad_out), flat(argmax), grad.reshape(-1), plane_out, h * w, n_out)
     return grad
 
 # ---------------------------------------------------------------- compile check

@@ -43,55 +43,37 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
-
-BLOCK = 8 if rt.SIMULATOR else 256     # threads per block (one output per block at a time)
-GPU_BLOCK = 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 65535   # small in the simulator so the output loop wraps
+from .common import GPU_THREADS, THREADS, block_max, block_sum, max_nan, row_blocks, strided_offset
 
 # ---------------------------------------------------------------- kernels
-# Each kernel decodes offsets inline rather than calling a @cuda.jit(device=True) helper:
-# numba-cuda 0.30 compiles device functions for the current GPU, so a kernel calling one needs a
-# GPU (or ptx.py's workaround) to go through cuda.compile_ptx.
+# ``block`` threads per block, a compile-time constant: the size of the shared arrays (one slot
+# per thread), which the block reductions of ``common`` read as the tree's width.
 #
-# Offsets: flat index i of an index space (sizes, strides), C order, peeled last dimension
-# first; what is left after the inner dimensions is the coordinate along dimension 0 (no %).
+# Offsets (``common.strided_offset``): output o's base offset from the kept sizes and strides,
+# then, from that base, reduced index r's offset from the reduced ones.
+
+
+def _check_block(block):
+    assert block > 0 and block & (block - 1) == 0, "block must be a power of two"
 
 
 @functools.lru_cache(maxsize=None)
 def make_sum_kernel(block):
     """``sum_fwd_kernel1`` for a power-of-two ``block`` of threads."""
-    assert block > 0 and block & (block - 1) == 0, "block must be a power of two"
+    _check_block(block)
 
     @cuda.jit
     def sum_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out, n_red):
         partial = cuda.shared.array(block, x.dtype)   # one running sum per thread
         t = cuda.threadIdx.x
         for o in range(cuda.blockIdx.x, n_out, cuda.gridDim.x):
-            rest = o                                   # base offset of output o
-            base = 0
-            for d in range(kept_sizes.shape[0] - 1, 0, -1):
-                base += (rest % kept_sizes[d]) * kept_strides[d]
-                rest //= kept_sizes[d]
-            base += rest * kept_strides[0]
+            base = strided_offset(0, o, kept_sizes, kept_strides)
             acc = x.dtype.type(0)
             for r in range(t, n_red, block):           # thread t: reduced indices t, t+block, ...
-                rest = r
-                off = base
-                for d in range(red_sizes.shape[0] - 1, 0, -1):
-                    off += (rest % red_sizes[d]) * red_strides[d]
-                    rest //= red_sizes[d]
-                acc += x[off + rest * red_strides[0]]
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:             # tree: partial[t] += partial[t + half], halving
-                if t < half:
-                    partial[t] += partial[t + half]
-                cuda.syncthreads()      # this level's writes before the next level's reads
-                half //= 2
+                acc += x[strided_offset(base, r, red_sizes, red_strides)]
+            total = block_sum(partial, t, acc)
             if t == 0:
-                out[o] = partial[0]
-            cuda.syncthreads()          # partial[0] read before the next output overwrites it
+                out[o] = total
 
     return sum_fwd_kernel1
 
@@ -99,42 +81,20 @@ def make_sum_kernel(block):
 @functools.lru_cache(maxsize=None)
 def make_amax_kernel(block):
     """``amax_fwd_kernel1``: as the sum kernel, with a max that lets a NaN win (and stay)."""
-    assert block > 0 and block & (block - 1) == 0, "block must be a power of two"
+    _check_block(block)
 
     @cuda.jit
     def amax_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out, n_red):
         partial = cuda.shared.array(block, x.dtype)
         t = cuda.threadIdx.x
         for o in range(cuda.blockIdx.x, n_out, cuda.gridDim.x):
-            rest = o
-            base = 0
-            for d in range(kept_sizes.shape[0] - 1, 0, -1):
-                base += (rest % kept_sizes[d]) * kept_strides[d]
-                rest //= kept_sizes[d]
-            base += rest * kept_strides[0]
+            base = strided_offset(0, o, kept_sizes, kept_strides)
             acc = x.dtype.type(-np.inf)
             for r in range(t, n_red, block):
-                rest = r
-                off = base
-                for d in range(red_sizes.shape[0] - 1, 0, -1):
-                    off += (rest % red_sizes[d]) * red_strides[d]
-                    rest //= red_sizes[d]
-                v = x[off + rest * red_strides[0]]
-                if v > acc or v != v:
-                    acc = v
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    v = partial[t + half]
-                    if v > partial[t] or v != v:
-                        partial[t] = v
-                cuda.syncthreads()
-                half //= 2
+                acc = max_nan(acc, x[strided_offset(base, r, red_sizes, red_strides)])
+            top = block_max(partial, t, acc)
             if t == 0:
-                out[o] = partial[0]
-            cuda.syncthreads()
+                out[o] = top
 
     return amax_fwd_kernel1
 
@@ -144,8 +104,9 @@ def make_argmax_kernel(block):
     """``argmax_fwd_kernel1``: (value, index) pairs in two shared arrays; the index is the flat
     index in the reduced space (for one axis, the index along it). A pair (v, i) beats (w, j) when
     v is larger, or v is NaN and w is not, or they are equal (or both NaN) and i < j: the first
-    maximum, a NaN counting as the maximum, as np.argmax."""
-    assert block > 0 and block & (block - 1) == 0, "block must be a power of two"
+    maximum, a NaN counting as the maximum, as np.argmax. The tree over pairs is written out here
+    (the shape of ``common.block_max``'s): no other kernel reduces pairs."""
+    _check_block(block)
 
     @cuda.jit
     def argmax_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out,
@@ -154,21 +115,11 @@ def make_argmax_kernel(block):
         idxs = cuda.shared.array(block, int64)
         t = cuda.threadIdx.x
         for o in range(cuda.blockIdx.x, n_out, cuda.gridDim.x):
-            rest = o
-            base = 0
-            for d in range(kept_sizes.shape[0] - 1, 0, -1):
-                base += (rest % kept_sizes[d]) * kept_strides[d]
-                rest //= kept_sizes[d]
-            base += rest * kept_strides[0]
+            base = strided_offset(0, o, kept_sizes, kept_strides)
             acc = x.dtype.type(-np.inf)
             acc_i = n_red                   # past the end: a real index wins any tie with it
             for r in range(t, n_red, block):
-                rest = r
-                off = base
-                for d in range(red_sizes.shape[0] - 1, 0, -1):
-                    off += (rest % red_sizes[d]) * red_strides[d]
-                    rest //= red_sizes[d]
-                v = x[off + rest * red_strides[0]]
+                v = x[strided_offset(base, r, red_sizes, red_strides)]
                 if (v != v and (acc == acc or r < acc_i)) or \
                         (acc == acc and (v > acc or (v == acc and r < acc_i))):
                     acc = v
@@ -193,9 +144,9 @@ def make_argmax_kernel(block):
     return argmax_fwd_kernel1
 
 
-sum_fwd_kernel1 = make_sum_kernel(BLOCK)
-amax_fwd_kernel1 = make_amax_kernel(BLOCK)
-argmax_fwd_kernel1 = make_argmax_kernel(BLOCK)
+sum_fwd_kernel1 = make_sum_kernel(THREADS)
+amax_fwd_kernel1 = make_amax_kernel(THREADS)
+argmax_fwd_kernel1 = make_argmax_kernel(THREADS)
 
 # ---------------------------------------------------------------- host-side layout
 
@@ -230,9 +181,8 @@ def _reduce(make_kernel, x, axes, keepdims, out_dtype):
         if not x.flags.c_contiguous:
             x = rt.copy(x)
         layout = _reduce_layout(shape, axes)
-        grid = min(n_out, MAX_BLOCKS)
-        rt.launch(make_kernel(BLOCK), grid, BLOCK, x.reshape(-1), out.reshape(-1), *layout,
-                  n_out, n_red)
+        rt.launch(make_kernel(THREADS), row_blocks(n_out), THREADS, x.reshape(-1),
+                  out.reshape(-1), *layout, n_out, n_red)
     return out
 
 # ---------------------------------------------------------------- launchers
@@ -262,9 +212,9 @@ def _signatures():
         arr = f[::1]
         common = (idx, idx, idx, idx, int64, int64)
         sigs += [
-            ("sum_fwd_kernel1", make_sum_kernel(GPU_BLOCK), (arr, arr) + common),
-            ("amax_fwd_kernel1", make_amax_kernel(GPU_BLOCK), (arr, arr) + common),
-            ("argmax_fwd_kernel1", make_argmax_kernel(GPU_BLOCK), (arr, idx) + common),
+            ("sum_fwd_kernel1", make_sum_kernel(GPU_THREADS), (arr, arr) + common),
+            ("amax_fwd_kernel1", make_amax_kernel(GPU_THREADS), (arr, arr) + common),
+            ("argmax_fwd_kernel1", make_argmax_kernel(GPU_THREADS), (arr, idx) + common),
         ]
     return sigs
 

@@ -20,10 +20,10 @@ Versions:
   from the logits rather than saving softmax (N*C bytes written and read again) and writes
   ``(exp(x - m)/s - onehot(target[n])) * grad_loss[n]``.
 
-DESIGN asks for warp reductions here (a warp per row for short rows, shuffles for the block's
-partials). Numba's simulator has no warp shuffles, so this first version reduces through shared
-memory and runs, tested, in the simulator; a shuffle version (and a warp-per-row version for
-C <= a few hundred) is a later rung, checked on a GPU.
+The block's partials are combined through shared memory (``common.block_max`` and
+``common.block_sum``), so the kernels run, tested, in Numba's simulator, which has no warp
+shuffles. A shuffle version (and a warp-per-row version for C <= a few hundred) is a later rung,
+checked on a GPU.
 
 Cost (R rows of C, s = bytes per element):
 
@@ -56,22 +56,12 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from . import runtime as rt
-
-BLOCK = 8 if rt.SIMULATOR else 256     # threads per block (one row per block at a time)
-GPU_BLOCK = 256
-MAX_BLOCKS = 4 if rt.SIMULATOR else 65535   # small in the simulator so the row loop wraps
-
-_NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
+from .common import (GPU_THREADS, THREADS, block_max, block_sum, contiguous, max_nan,
+                     numba_dtype, row_blocks)
 
 # ---------------------------------------------------------------- kernels
-# Every kernel spells out its tree reductions inline rather than calling a
-# @cuda.jit(device=True) helper: numba-cuda 0.30 compiles device functions for the current GPU, so
-# a kernel calling one needs a GPU (or ptx.py's workaround) to go through cuda.compile_ptx.
-#
-# The tree: partial[t] holds thread t's value; at each level the lower half combines the upper
-# half into itself (partial[t] op= partial[t + half]), with a barrier between levels so a level
-# reads only finished writes. After the last level every thread reads partial[0], then a barrier
-# before anyone writes partial[] again (the next reduction or the next row).
+# ``block`` threads per block, a compile-time constant: the size of the shared array ``partial``
+# (one slot per thread), which the block reductions of ``common`` read as the tree's width.
 
 
 def _check_block(block):
@@ -92,34 +82,12 @@ def make_log_softmax_fwd_kernel(block, dtype):
             base = r * c
             m = ninf                                # this thread's max over columns t, t+block..
             for j in range(t, c, block):
-                v = x[base + j]
-                if v > m or v != v:                 # a NaN wins and stays, as np.max
-                    m = v
-            partial[t] = m
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    v = partial[t + half]
-                    if v > partial[t] or v != v:
-                        partial[t] = v
-                cuda.syncthreads()
-                half //= 2
-            m = partial[0]
-            cuda.syncthreads()                      # all have read the max: partial is free
+                m = max_nan(m, x[base + j])
+            m = block_max(partial, t, m)
             acc = zero
             for j in range(t, c, block):
                 acc += math.exp(x[base + j] - m)
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    partial[t] += partial[t + half]
-                cuda.syncthreads()
-                half //= 2
-            log_s = math.log(partial[0])            # s >= 1: the max's own term is exp(0)
-            cuda.syncthreads()                      # partial[0] read before the next row
+            log_s = math.log(block_sum(partial, t, acc))   # s >= 1: the max's own term is exp(0)
             for j in range(t, c, block):
                 y[base + j] = (x[base + j] - m) - log_s
 
@@ -141,16 +109,7 @@ def make_log_softmax_bwd_kernel(block, dtype):
             acc = zero
             for j in range(t, c, block):
                 acc += grad[base + j]
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    partial[t] += partial[t + half]
-                cuda.syncthreads()
-                half //= 2
-            g_sum = partial[0]
-            cuda.syncthreads()                      # partial[0] read before the next row
+            g_sum = block_sum(partial, t, acc)
             for j in range(t, c, block):
                 dx[base + j] = grad[base + j] - math.exp(y[base + j]) * g_sum
 
@@ -171,39 +130,18 @@ def make_cross_entropy_fwd_kernel(block, dtype):
             base = r * c
             m = ninf
             for j in range(t, c, block):
-                v = logits[base + j]
-                if v > m or v != v:
-                    m = v
-            partial[t] = m
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    v = partial[t + half]
-                    if v > partial[t] or v != v:
-                        partial[t] = v
-                cuda.syncthreads()
-                half //= 2
-            m = partial[0]
-            cuda.syncthreads()
+                m = max_nan(m, logits[base + j])
+            m = block_max(partial, t, m)
             acc = zero
             for j in range(t, c, block):
                 acc += math.exp(logits[base + j] - m)
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    partial[t] += partial[t + half]
-                cuda.syncthreads()
-                half //= 2
+            s = block_sum(partial, t, acc)
             if t == 0:                              # one thread per row writes the loss
                 k = target[r]
                 if k >= 0 and k < c:
-                    loss[r] = math.log(partial[0]) - (logits[base + k] - m)
+                    loss[r] = math.log(s) - (logits[base + k] - m)
                 else:
                     loss[r] = nan
-            cuda.syncthreads()                      # partial[0] read before the next row
 
     return cross_entropy_fwd_kernel1
 
@@ -223,34 +161,12 @@ def make_cross_entropy_bwd_kernel(block, dtype):
             base = r * c
             m = ninf
             for j in range(t, c, block):
-                v = logits[base + j]
-                if v > m or v != v:
-                    m = v
-            partial[t] = m
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    v = partial[t + half]
-                    if v > partial[t] or v != v:
-                        partial[t] = v
-                cuda.syncthreads()
-                half //= 2
-            m = partial[0]
-            cuda.syncthreads()
+                m = max_nan(m, logits[base + j])
+            m = block_max(partial, t, m)
             acc = zero
             for j in range(t, c, block):
                 acc += math.exp(logits[base + j] - m)
-            partial[t] = acc
-            cuda.syncthreads()
-            half = block // 2
-            while half > 0:
-                if t < half:
-                    partial[t] += partial[t + half]
-                cuda.syncthreads()
-                half //= 2
-            inv_s = one / partial[0]
-            cuda.syncthreads()                      # partial[0] read before the next row
+            inv_s = one / block_sum(partial, t, acc)
             k = target[r]
             g = grad_loss[r] if k >= 0 and k < c else nan   # a bad target poisons its row
             for j in range(t, c, block):
@@ -264,13 +180,8 @@ def make_cross_entropy_bwd_kernel(block, dtype):
 # ---------------------------------------------------------------- launchers
 
 
-def _contiguous(a):
-    return a if a.flags.c_contiguous else rt.copy(a)
-
-
 def _dtype(x):
-    assert x.dtype in _NUMBA_DTYPES, f"softmax kernels take float32 or float64, not {x.dtype}"
-    return _NUMBA_DTYPES[x.dtype]
+    return numba_dtype(x.dtype, "softmax")
 
 
 def _check_target(logits, target):
@@ -282,13 +193,12 @@ def _check_target(logits, target):
 
 def _launch(make_kernel, dtype, n_rows, *args):
     if n_rows:
-        grid = min(n_rows, MAX_BLOCKS)
-        rt.launch(make_kernel(BLOCK, dtype), grid, BLOCK, *args)
+        rt.launch(make_kernel(THREADS, dtype), row_blocks(n_rows), THREADS, *args)
 
 
 def log_softmax_fwd(x):
     """log(softmax(x)) over the last axis, stable: x - max - log(sum(exp(x - max)))."""
-    x = _contiguous(x)
+    x = contiguous(x)
     c = x.shape[-1]
     n_rows = x.size // c if c else 0
     y = rt.empty(x.shape, x.dtype)
@@ -300,7 +210,7 @@ def log_softmax_fwd(x):
 def log_softmax_bwd(grad, y):
     """Given y = log_softmax(x): dL/dx = grad - softmax(x) * sum(grad)."""
     assert grad.shape == y.shape and grad.dtype == y.dtype, (grad.shape, y.shape)
-    grad, y = _contiguous(grad), _contiguous(y)
+    grad, y = contiguous(grad), contiguous(y)
     c = y.shape[-1]
     n_rows = y.size // c if c else 0
     dx = rt.empty(y.shape, y.dtype)
@@ -312,7 +222,7 @@ def log_softmax_bwd(grad, y):
 def cross_entropy_fwd(logits, target):
     """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C)."""
     _check_target(logits, target)
-    logits, target = _contiguous(logits), _contiguous(target)
+    logits, target = contiguous(logits), contiguous(target)
     n, c = logits.shape
     loss = rt.empty((n,), logits.dtype)
     _launch(make_cross_entropy_fwd_kernel, _dtype(logits), n if c else 0, logits.reshape(-1),
@@ -325,7 +235,7 @@ def cross_entropy_bwd(logits, target, grad_loss):
     _check_target(logits, target)
     assert grad_loss.shape == target.shape and grad_loss.dtype == logits.dtype, \
         f"cross_entropy_bwd: grad_loss {grad_loss.shape} {grad_loss.dtype}"
-    logits, target, grad_loss = _contiguous(logits), _contiguous(target), _contiguous(grad_loss)
+    logits, target, grad_loss = contiguous(logits), contiguous(target), contiguous(grad_loss)
     n, c = logits.shape
     dx = rt.empty((n, c), logits.dtype)
     _launch(make_cross_entropy_bwd_kernel, _dtype(logits), n if c else 0, logits.reshape(-1),
@@ -341,13 +251,13 @@ def _signatures():
     for f in (float32, float64):
         arr = f[::1]
         sigs += [
-            (f"log_softmax_fwd_kernel1_{f}", make_log_softmax_fwd_kernel(GPU_BLOCK, f),
+            (f"log_softmax_fwd_kernel1_{f}", make_log_softmax_fwd_kernel(GPU_THREADS, f),
              (arr, arr, int64, int64)),
-            (f"log_softmax_bwd_kernel1_{f}", make_log_softmax_bwd_kernel(GPU_BLOCK, f),
+            (f"log_softmax_bwd_kernel1_{f}", make_log_softmax_bwd_kernel(GPU_THREADS, f),
              (arr, arr, arr, int64, int64)),
-            (f"cross_entropy_fwd_kernel1_{f}", make_cross_entropy_fwd_kernel(GPU_BLOCK, f),
+            (f"cross_entropy_fwd_kernel1_{f}", make_cross_entropy_fwd_kernel(GPU_THREADS, f),
              (arr, idx, arr, int64, int64)),
-            (f"cross_entropy_bwd_kernel1_{f}", make_cross_entropy_bwd_kernel(GPU_BLOCK, f),
+            (f"cross_entropy_bwd_kernel1_{f}", make_cross_entropy_bwd_kernel(GPU_THREADS, f),
              (arr, idx, arr, arr, int64, int64)),
         ]
     return sigs
