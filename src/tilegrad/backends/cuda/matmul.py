@@ -1,4 +1,5 @@
-"""Matrix multiplication, a ladder of four versions: C = op(A) @ op(B) (+ bias) (then ReLU).
+"""Matrix multiplication, a ladder of six versions and a dispatcher: C = op(A) @ op(B) (+ bias)
+(then ReLU).
 
 ``op`` transposes an operand when its flag is set, so backward passes (dA = dC @ B^T,
 dB = A^T @ dC) read the stored arrays as they are and copy nothing. Leading (batch) dimensions
@@ -18,6 +19,12 @@ Costs for C (M, N) with inner size K, float32 (4 bytes; 8 for float64):
     v4 double        v3 plus a prefetch of the next K-tile into registers while this one is
        buffered      computed, and two shared buffers: one barrier per K-tile instead of two,
                      and global-load latency overlapped with arithmetic.
+    v5 big tiles     128 x 128 blocks, 8 x 8 outputs a thread, unsigned indices, the k loop
+                     unrolled, 128-bit loads and stores, split-K (``matmul_bigtile.py``): global
+                     loads 2*M*N*K / 128.
+    v6 warp tiles    v5 with each warp owning a 64 x 32 sub-tile and BK = 16.
+    auto             picks a tile configuration and split-K from the shape (``plan``, the table
+                     ``AUTO_RULES``); split-K adds 2 * splits * M*N*4 bytes of partial sums.
 
 Kernels are made by factories (``make_matmul_kernelN``) so that tile sizes, transpositions, the
 bias and ReLU epilogue and the dtype are compile-time constants; the launchers pick small tiles
@@ -29,11 +36,13 @@ NumPy backend in float64 on odd shapes); compile: ``tests/test_cuda_ptx.py``.
 import functools
 
 import numpy as np
-from numba import cuda, float32, float64, int64
+from numba import cuda, float32, float64, int64, uint32
 
-from .runtime import SIMULATOR, ceil_div, empty, from_numpy, launch, placeholder
+from . import matmul_bigtile as bigtile
+from .common import NUMBA_DTYPES as _NUMBA_DTYPES
+from .runtime import (SIMULATOR, ceil_div, empty, from_numpy, launch, multiprocessors,
+                      placeholder)
 
-_NUMBA_DTYPES = {np.dtype("float32"): float32, np.dtype("float64"): float64}
 
 # Tile sizes: (GPU, simulator). The simulator runs one Python thread per CUDA thread, so its
 # tiles are tiny; the tests' odd shapes are never multiples of either.
@@ -338,29 +347,251 @@ def matmul_v4(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
     return _launch(4, a, b, trans_a, trans_b, bias, relu)
 
 
-VERSIONS = {"v1": matmul_v1, "v2": matmul_v2, "v3": matmul_v3, "v4": matmul_v4}
+# ---------------------------------------------------------------- v5, v6 and split-K
+
+# Big-tile configurations (matmul_bigtile.py): block tile bm x bn, K-tile bk, warp tile wm x wn;
+# bm*bn/64 threads. float64 keeps bk = 8: at 16 its shared arrays pass the 48 KB a block may
+# declare statically, and its registers spill.
+TILES = {
+    "v5": dict(bm=128, bn=128, bk=8, wm=128, wn=128),
+    "v6": dict(bm=128, bn=128, bk=16, wm=64, wn=32),
+    "v5-64": dict(bm=64, bn=64, bk=8, wm=64, wn=64),     # narrow GEMMs: 4x the blocks of v5
+    "v5-32": dict(bm=32, bn=64, bk=8, wm=32, wn=64),     # at most 32 rows: less waste
+}
+# The simulator runs one Python thread per CUDA thread: the same kernels with tiny tiles.
+SIM_TILES = {
+    "v5": dict(bm=16, bn=16, bk=8, wm=16, wn=16),
+    "v6": dict(bm=32, bn=16, bk=16, wm=16, wn=8),
+    "v5-64": dict(bm=16, bn=16, bk=8, wm=16, wn=16),
+    "v5-32": dict(bm=8, bn=16, bk=8, wm=8, wn=16),
+}
+
+
+def tile_config(name, dtype, simulator=SIMULATOR):
+    """The tile sizes kernel ``name`` launches with, for ``dtype`` (numpy or numba)."""
+    cfg = dict((SIM_TILES if simulator else TILES)[name])
+    if getattr(dtype, "bitwidth", None) == 64 or \
+            (not hasattr(dtype, "bitwidth") and np.dtype(dtype).itemsize == 8):
+        cfg["bk"] = 8
+    return cfg
+
+
+def _address(x):
+    return x.__array_interface__["data"][0] if SIMULATOR else x.data.ptr
+
+
+def _vector_path(a, b, m, n, k, trans_a, trans_b):
+    """Whether every row of A, B and C starts on a 16-byte boundary, so that the kernel may use
+    128-bit loads and stores: aligned base pointers (an offset view may not be) and leading
+    dimensions that are multiples of the vector (K for A and for B transposed, M for A
+    transposed, N for B and C)."""
+    vw = 16 // a.dtype.itemsize
+    lda, ldb = (m if trans_a else k), (k if trans_b else n)
+    return (lda % vw == 0 and ldb % vw == 0 and n % vw == 0
+            and _address(a) % 16 == 0 and _address(b) % 16 == 0)
+
+
+@functools.lru_cache(maxsize=None)
+def make_matmul_splitk_sum_kernel(has_bias, relu, dtype):
+    """Sums split-K's partial products: C[z, i, j] = sum_s P[z*splits + s, i, j] (+ bias[j]),
+    then ReLU. One thread per element of C, the slices added in order: deterministic."""
+    zero = dtype(0)
+
+    @cuda.jit
+    def matmul_splitk_sum_kernel(part, bias, c, splits_, mn_, n_, total_):
+        e = uint32(cuda.blockIdx.x) * uint32(cuda.blockDim.x) + uint32(cuda.threadIdx.x)
+        splits, mn, n, total = uint32(splits_), uint32(mn_), uint32(n_), uint32(total_)
+        if e < total:
+            z = e // mn
+            r = e - z * mn
+            base = z * splits * mn + r
+            acc = zero
+            for s in range(splits):
+                acc += part[base + uint32(s) * mn]
+            if has_bias:
+                acc += bias[r % n]
+            if relu and acc < zero:
+                acc = zero
+            c[e] = acc
+    return matmul_splitk_sum_kernel
+
+
+SUM_THREADS = 8 if SIMULATOR else 256
+
+
+def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", splits=1,
+                    simulator_tiles=SIMULATOR):
+    """v5/v6 with tile configuration ``tiles`` (default: the version's own) and ``splits``
+    slices of K (1: no split-K)."""
+    m, n, k, count, out, a_off, b_off, bias_arr, dt = _prepare(a, b, trans_a, trans_b, bias)
+    if not (m and n and count):
+        return out
+    limit = 2 ** 32
+    if max(a.size, b.size, out.size * splits) >= limit:
+        raise ValueError(f"matmul {version}: operands {a.shape}, {b.shape} are too large for its "
+                         f"32-bit indices; use v4 (tilegrad.kernels.use('matmul', 'v4'))")
+    cfg = tile_config(tiles or version, a.dtype, simulator_tiles)
+    bk = cfg["bk"]
+    chunk = ceil_div(ceil_div(max(k, 1), splits), bk) * bk     # K per slice, whole K-tiles
+    splits = ceil_div(max(k, 1), chunk)
+    vec = _vector_path(a, b, m, n, k, trans_a, trans_b)
+    fused = splits == 1          # bias and ReLU run in the kernel, or after the slices' sum
+    make = bigtile.make_bigtile_kernel
+    kernel = make(f"matmul_kernel{version[1:]}", cfg["bm"], cfg["bn"], bk, cfg["wm"], cfg["wn"],
+                  trans_a, trans_b, fused and bias is not None, fused and relu, vec, dt)
+    target = out if fused else empty((count * splits, m, n), a.dtype)
+    grid = (ceil_div(n, cfg["bn"]), ceil_div(m, cfg["bm"]), count * splits)
+    launch(kernel, grid, cfg["bm"] * cfg["bn"] // 64, a.reshape(-1), b.reshape(-1), bias_arr,
+           target.reshape(-1), a_off, b_off, m, n, k, chunk, splits)
+    if not fused:
+        total = count * m * n
+        sum_kernel = make_matmul_splitk_sum_kernel(bias is not None, relu, dt)
+        launch(sum_kernel, ceil_div(total, SUM_THREADS), SUM_THREADS, target.reshape(-1),
+               bias_arr, out.reshape(-1), splits, m * n, n, total)
+    return out
+
+
+def matmul_v5(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
+    return _launch_bigtile("v5", a, b, trans_a, trans_b, bias, relu)
+
+
+def matmul_v6(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
+    return _launch_bigtile("v6", a, b, trans_a, trans_b, bias, relu)
+
+
+# ---------------------------------------------------------------- auto: shape-aware dispatch
+
+# Read top to bottom; the first rule whose test holds picks the kernel. "blocks" is the grid a
+# tile configuration makes for the GEMM (ceil(M/bm) * ceil(N/bn) * batch); a wave is one block
+# per multiprocessor (v5 and v6 run one 256-thread block per SM: about 150 registers a thread).
+# Split-K cuts K into slices until the grid reaches SPLIT_WAVES waves, keeping at least
+# SPLIT_MIN_TILES K-tiles a slice.
+AUTO_RULES = (
+    # (tiles,  kernel, when)
+    ("v6", "v6", "blocks(128x128) >= 1 wave"),
+    ("v5-64", "v5", "blocks(64x64) >= 1 wave"),
+    ("v5-32", "v5", "M <= 32: 32x64 tiles, split-K to 2 waves"),
+    ("v5-64", "v5", "otherwise: 64x64 tiles, split-K to 2 waves"),
+)
+SPLIT_WAVES = 2
+SPLIT_MIN_TILES = 4
+
+
+def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
+    """``(tiles, kernel version, splits)`` that ``auto`` runs for an (M, N, K) GEMM, ``count``
+    batches: the rules of AUTO_RULES applied to this shape and the GPU's multiprocessors."""
+    sms = multiprocessors() if sms is None else sms
+
+    def blocks(tiles):
+        cfg = tile_config(tiles, dtype, simulator)
+        return ceil_div(m, cfg["bm"]) * ceil_div(n, cfg["bn"]) * count
+
+    if blocks("v6") >= sms:
+        return "v6", "v6", 1
+    if blocks("v5-64") >= sms:
+        return "v5-64", "v5", 1
+    tiles = "v5-32" if m <= tile_config("v5-32", dtype, simulator)["bm"] else "v5-64"
+    k_tiles = ceil_div(k, tile_config(tiles, dtype, simulator)["bk"])
+    want = ceil_div(SPLIT_WAVES * sms, blocks(tiles))
+    return tiles, "v5", max(1, min(want, k_tiles // SPLIT_MIN_TILES))
+
+
+def matmul_auto(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
+    """The kernel that suits the shape (``plan``): big tiles for big GEMMs; smaller tiles, then
+    deterministic split-K, when the grid would fill less than a wave of the GPU."""
+    m, k = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
+    n = b.shape[-2] if trans_b else b.shape[-1]
+    count = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
+    tiles, version, splits = plan(m, n, k, count, a.dtype)
+    return _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles, splits)
+
+
+VERSIONS = {"v1": matmul_v1, "v2": matmul_v2, "v3": matmul_v3, "v4": matmul_v4,
+            "v5": matmul_v5, "v6": matmul_v6, "auto": matmul_auto}
+KERNEL_FAMILIES = {"matmul": (VERSIONS, "auto")}
 
 
 def _ptx_signatures():
-    """Every kernel the launchers make on a GPU, for the PTX compile check: each version, with
-    each transposition and the bias-ReLU epilogue, in float32 and float64."""
-    sigs = []
+    """Every kernel the launchers make on a GPU, for the PTX compile check, and each one's threads
+    per block: v1-v4 with each transposition and the bias-ReLU epilogue, in float32 and float64;
+    v5 and v6 likewise on the vector path, and on the scalar path without the epilogue; auto's
+    64x64 and 32x64 tiles in float32; the split-K sum."""
+    sigs, threads = [], {}
     p = dict(BM=64, BN=64, BK=8, TM=4, TN=4)
+
+    def add(name, kernel, sig, block):
+        sigs.append((name, kernel, sig))
+        threads[name] = block
+
     for dt in (float32, float64):
         arr, idx = dt[::1], int64[::1]
         sig = (arr, arr, arr, arr, idx, idx, int64, int64, int64)
+        big = sig + (int64, int64)
         for ta in (False, True):
             for tb in (False, True):
                 for bias_relu in ((False, False), (True, True)):
                     tag = f"{dt}{'_tA' if ta else ''}{'_tB' if tb else ''}" \
                           f"{'_bias_relu' if bias_relu[0] else ''}"
-                    sigs += [
-                        (f"matmul_kernel1_{tag}", make_matmul_kernel1(ta, tb, *bias_relu, dt), sig),
-                        (f"matmul_kernel2_{tag}", make_matmul_kernel2(16, ta, tb, *bias_relu, dt), sig),
-                        (f"matmul_kernel3_{tag}", make_matmul_kernel3(*p.values(), ta, tb, *bias_relu, dt), sig),
-                        (f"matmul_kernel4_{tag}", make_matmul_kernel4(*p.values(), ta, tb, *bias_relu, dt), sig),
-                    ]
-    return sigs
+                    add(f"matmul_kernel1_{tag}", make_matmul_kernel1(ta, tb, *bias_relu, dt), sig,
+                        256)
+                    add(f"matmul_kernel2_{tag}", make_matmul_kernel2(16, ta, tb, *bias_relu, dt),
+                        sig, 256)
+                    add(f"matmul_kernel3_{tag}",
+                        make_matmul_kernel3(*p.values(), ta, tb, *bias_relu, dt), sig, 256)
+                    add(f"matmul_kernel4_{tag}",
+                        make_matmul_kernel4(*p.values(), ta, tb, *bias_relu, dt), sig, 256)
+                    for version in ("v5", "v6"):
+                        c = tile_config(version, dt, simulator=False)
+                        for vec in ((True, False) if not bias_relu[0] else (True,)):
+                            kernel = bigtile.make_bigtile_kernel(
+                                f"matmul_kernel{version[1:]}", *c.values(), ta, tb, *bias_relu,
+                                vec, dt)
+                            add(f"matmul_kernel{version[1:]}_{tag}{'' if vec else '_scalar'}",
+                                kernel, big, c["bm"] * c["bn"] // 64)
+        if dt == float32:
+            for tiles in ("v5-64", "v5-32"):
+                c = tile_config(tiles, dt, simulator=False)
+                add(f"matmul_kernel5_{tiles[3:]}_{dt}_tB", bigtile.make_bigtile_kernel(
+                    "matmul_kernel5", *c.values(), False, True, False, False, True, dt), big,
+                    c["bm"] * c["bn"] // 64)
+        add(f"matmul_splitk_sum_kernel_{dt}_bias_relu",
+            make_matmul_splitk_sum_kernel(True, True, dt), (arr, arr, arr, int64, int64, int64,
+                                                            int64), 256)
+    return sigs, threads
 
 
-PTX_SIGNATURES = [] if SIMULATOR else _ptx_signatures()
+def _sass_gemm():
+    """For the SASS report: each float32 GEMM kernel's grid at the reference models' shapes."""
+    from tilegrad.bench.kernels import _MODEL_MATMULS
+    shapes = [(label, m, n, k) for label, m, n, k, _ in _MODEL_MATMULS] + \
+        [("square 4096", 4096, 4096, 4096)]
+    out = {}
+    v14 = {"matmul_kernel2_float32": 16, "matmul_kernel3_float32": 64,
+           "matmul_kernel4_float32": 64}
+    for name, tile in v14.items():
+        out[name] = [(f"{label} {m}x{n}x{k}", ceil_div(m, tile) * ceil_div(n, tile))
+                     for label, m, n, k in shapes]
+    for name, tiles in (("matmul_kernel5_float32", "v5"), ("matmul_kernel6_float32", "v6"),
+                        ("matmul_kernel5_64_float32_tB", "v5-64"),
+                        ("matmul_kernel5_32_float32_tB", "v5-32")):
+        c = TILES[tiles]
+        out[name] = [(f"{label} {m}x{n}x{k}", ceil_div(m, c["bm"]) * ceil_div(n, c["bn"]))
+                     for label, m, n, k in shapes]
+    # What auto runs, split-K slices included.
+    for label, m, n, k in shapes:
+        tiles, version, splits = plan(m, n, k, sms=132, simulator=False)
+        name = {"v6": "matmul_kernel6_float32", "v5-64": "matmul_kernel5_64_float32_tB",
+                "v5-32": "matmul_kernel5_32_float32_tB"}[tiles]
+        c = TILES[tiles]
+        blocks = ceil_div(m, c["bm"]) * ceil_div(n, c["bn"]) * splits
+        out[name].append((f"auto: {label} {m}x{n}x{k}, split-K {splits}", blocks))
+    return out
+
+
+if SIMULATOR:
+    PTX_SIGNATURES, LAUNCH_BLOCKS, SASS_GEMM = [], {}, {}
+else:
+    PTX_SIGNATURES, LAUNCH_BLOCKS = _ptx_signatures()
+    SASS_GEMM = _sass_gemm()
+# The float32 kernel that auto runs on large GEMMs (the SASS report checks its hot loop).
+SASS_DEFAULT = "matmul_kernel6_float32"

@@ -18,6 +18,15 @@ from numba import config, cuda
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 
+def _aligned_empty(shape, dtype, alignment):
+    """``np.empty(shape, dtype)`` whose data starts at a multiple of ``alignment`` bytes."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + alignment, np.uint8)
+    start = -raw.__array_interface__["data"][0] % alignment
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _tune_simulator():
     """Two fixes for Numba's simulator, which runs each CUDA thread as a Python thread.
 
@@ -27,6 +36,8 @@ def _tune_simulator():
       missing, without a lock: two threads can each create one and then never see each other's
       writes (seen as wrong conv2d gradients once thread switches became frequent). The lookup is
       replaced by the same one under a lock, keyed by the caller's file and line as before.
+      It also refuses ``alignment=`` (which the GPU kernels use to get 128-bit shared loads);
+      here the array is simply allocated with that alignment.
     """
     sys.setswitchinterval(1e-4)
     try:
@@ -38,8 +49,8 @@ def _tune_simulator():
     original, lock = FakeCUDAShared.array, threading.Lock()
 
     def array(self, shape, dtype, alignment=None):
-        if shape == 0 or alignment is not None:   # dynamic shared memory, or refused: unchanged
-            return original(self, shape, dtype, alignment)
+        if shape == 0:                            # dynamic shared memory: unchanged
+            return original(self, shape, dtype)
         caller = sys._getframe(1)
         key = (caller.f_code.co_filename, caller.f_lineno)
         with lock:
@@ -47,7 +58,7 @@ def _tune_simulator():
             if res is None:
                 if isinstance(dtype, nb_types.Type):
                     dtype = numpy_support.as_dtype(dtype)
-                res = self._allocations[key] = np.empty(shape, dtype)
+                res = self._allocations[key] = _aligned_empty(shape, dtype, alignment or 1)
         return res
 
     FakeCUDAShared.array = array
