@@ -3,7 +3,9 @@
 The suite runs with the simulator on (NUMBA_ENABLE_CUDASIM=1), and the real compiler cannot run
 in the same process, so the compile runs in a subprocess with NUMBA_ENABLE_CUDASIM=0:
 ``python -m tilegrad.backends.cuda.ptx``. Its table (registers, shared memory, spills per kernel
-and target) goes to build/ptx_report.md and into the test log.
+and target) goes to build/ptx_report.md and into the test log; the instruction mix of each sm_90
+kernel (tilegrad.backends.cuda.sass) to build/sass_report.md. That compile of every family runs
+once, shared by the tests that read its reports.
 """
 import importlib.util
 import json
@@ -15,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tilegrad.backends.cuda import ptx
+from tilegrad.backends.cuda import ptx, sass
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 CCS = ("sm_90", "sm_80")
+MIN_DEFAULT_FMA_SHARE = 0.75    # the hot loop of matmul's default kernel: mostly FFMA
 
 
 def _need_tools():
@@ -46,12 +49,19 @@ def _run(out_dir, *args, extra_path=()):
 
 # ---------------------------------------------------------------- every family of the backend
 
-def test_every_kernel_compiles_for_sm90_and_sm80_without_spills(capsys):
+@pytest.fixture(scope="module")
+def full_build():
+    """Compile every family once (minutes) for the tests below: (process, ptx report data)."""
     _need_tools()
     proc = _run(BUILD)
     report = BUILD / "ptx_report.md"
     assert report.is_file(), f"no report written:\n{proc.stdout}\n{proc.stderr}"
-    data = json.loads((BUILD / "ptx_report.json").read_text())
+    return proc, json.loads((BUILD / "ptx_report.json").read_text())
+
+
+def test_every_kernel_compiles_for_sm90_and_sm80_without_spills(full_build, capsys):
+    proc, data = full_build
+    report = BUILD / "ptx_report.md"
     with capsys.disabled():     # the table in the CI log, whatever pytest's capture
         print(f"\n{report}:\n{report.read_text()}")
     assert proc.returncode == 0, (f"kernels failed to compile or spilled:\n{proc.stderr}\n"
@@ -68,6 +78,39 @@ def test_every_kernel_compiles_for_sm90_and_sm80_without_spills(capsys):
         assert r["ok"], r
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
         assert r["registers"] > 0, r
+    # The SASS report of the same compile: a row for every sm_90 kernel, none spilling.
+    assert (BUILD / "sass_report.md").is_file(), proc.stderr
+    srows = json.loads((BUILD / "sass_report.json").read_text())["rows"]
+    assert sorted((r["family"], r["name"]) for r in srows) == \
+        sorted((r["family"], r["name"]) for r in rows if r["cc"] == "sm_90")
+    for r in srows:
+        assert r["spills"] == 0 and r["registers"] > 0, r
+        assert r["occupancy"]["blocks"] > 0, r
+    if sass.find_nvdisasm() is not None:
+        assert all(not r["error"] and r["instructions"] > 0 for r in srows), \
+            [(r["name"], r["error"]) for r in srows if r["error"]]
+
+
+def test_default_matmul_kernel_hot_loop_is_mostly_fma(full_build, capsys):
+    """The float32 kernel matmul runs by default for large shapes (its SASS_DEFAULT) issues
+    mostly FFMA in its hot loop: at the H200's FP32 peak, that share bounds its speed."""
+    data = json.loads((BUILD / "sass_report.json").read_text())
+    if data["nvdisasm"] is None:
+        pytest.skip("nvdisasm not found: install nvidia-cuda-nvdisasm (pip install -e '.[sim]') "
+                    f"or set {sass.NVDISASM_ENV}")
+    default = data["families"].get("matmul", {}).get("default")
+    if not default:
+        pytest.skip("matmul defines no SASS_DEFAULT (its default large-shape float32 kernel) yet")
+    rows = {r["name"]: r for r in data["rows"] if r["family"] == "matmul"}
+    assert default in rows, f"SASS_DEFAULT {default!r} is not a row of matmul's PTX_SIGNATURES"
+    hot = rows[default]["hot"]
+    with capsys.disabled():
+        print(f"\nmatmul default {default}: hot loop {hot}")
+    assert hot is not None, f"{default}: no loop found in its SASS"
+    assert hot["fma_share"] >= MIN_DEFAULT_FMA_SHARE, (
+        f"{default}: hot loop {hot['instructions']} instructions, {hot['fma']} FFMA "
+        f"({hot['fma_share']:.0%} < {MIN_DEFAULT_FMA_SHARE:.0%}); loads/stores {hot['mem']}, "
+        f"integer/address {hot['int']} (see build/sass_report.md)")
 
 
 # ---------------------------------------------------------------- the tool on its own kernels
@@ -91,6 +134,16 @@ def scale(x, y, a, n):
 
 
 @cuda.jit
+def rowdot(a, x, y, n):
+    i = cuda.grid(1)
+    if i < n:
+        acc = float32(0)
+        for k in range(n):
+            acc += a[i * n + k] * x[k]
+        y[i] = acc
+
+
+@cuda.jit
 def block_sum(x, out, n):
     s = cuda.shared.array(TPB, float32)
     t = cuda.threadIdx.x
@@ -108,9 +161,13 @@ def block_sum(x, out, n):
 
 
 PTX_SIGNATURES = [
-    ("scale_f32", scale, (float32[::1], float32[::1], float32, int32)),
+    ("scale_f32", scale, (float32[::1], float32[::1], float32, int32), 256),
     ("block_sum_f32", block_sum, (float32[::1], float32[::1], int32)),
+    ("rowdot_f32", rowdot, (float32[::1], float32[::1], float32[::1], int32)),
 ]
+LAUNCH_BLOCKS = {"block_sum_f32": (TPB, 1)}
+SASS_GEMM = {"rowdot_f32": [("toy", 2)]}
+SASS_DEFAULT = "rowdot_f32"
 '''
 
 BROKEN = '''
@@ -133,17 +190,39 @@ def test_example_family_rows(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((tmp_path / "out" / "ptx_report.json").read_text())["rows"]
     got = {(r["name"], r["cc"]): r for r in rows}
-    assert set(got) == {(n, cc) for n in ("scale_f32", "block_sum_f32") for cc in CCS}
+    names = ("scale_f32", "block_sum_f32", "rowdot_f32")
+    assert set(got) == {(n, cc) for n in names for cc in CCS}
     for r in rows:
         assert r["ok"] and r["family"] == "ptx_example_family", r
         assert r["registers"] > 0 and r["ptx_lines"] > 0, r
         assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
+        assert "sass" not in r
     for cc in CCS:
         assert got[("scale_f32", cc)]["smem"] == 0
         assert got[("block_sum_f32", cc)]["smem"] == 128 * 4
         assert got[("block_sum_f32", cc)]["barriers"] >= 1
     md = (tmp_path / "out" / "ptx_report.md").read_text()
     assert "| ptx_example_family | block_sum_f32 | sm_90 |" in md
+    # The SASS report, from the sm_90 cubins of the same compile.
+    data = json.loads((tmp_path / "out" / "sass_report.json").read_text())
+    srows = {r["name"]: r for r in data["rows"]}
+    assert set(srows) == set(names)
+    assert data["families"]["ptx_example_family"] == {"default": "rowdot_f32",
+                                                      "gemm": {"rowdot_f32": [["toy", 2]]}}
+    assert [srows[n]["threads"] for n in names] == [256, 128, None]
+    assert srows["scale_f32"]["gemm"] is None and srows["rowdot_f32"]["default"]
+    if sass.find_nvdisasm() is None:
+        assert all(r["error"] for r in srows.values())
+        return
+    dot = srows["rowdot_f32"]
+    assert not dot["error"] and dot["hot"]["fma"] >= 1 and dot["hot"]["branches"] >= 1
+    assert any(k.startswith("LDG.E.") for k in dot["hot"]["mem"]), dot["hot"]
+    assert dot["ktile"] is None and dot["gemm"]["share_of"] == "hot loop"
+    assert dot["gemm"]["bound"] == round(dot["hot"]["fma_share"] * sass.FP32_PEAK, 1)
+    assert srows["block_sum_f32"]["instructions"] > 0    # its loop of constant trips unrolled
+    smd = (tmp_path / "out" / "sass_report.md").read_text()
+    assert "## ptx_example_family" in smd and "| rowdot_f32 (default) |" in smd
+    assert "## GEMM-like kernels: issue bound" in smd and "toy: 2 = " in smd
 
 
 def test_a_kernel_that_does_not_compile_fails_the_check(tmp_path):

@@ -1,4 +1,4 @@
-"""The ``tilegrad`` command: train, generate, info, demo."""
+"""The ``tilegrad`` command: train, generate, info, bench, demo, sass."""
 import argparse
 import os
 import sys
@@ -64,7 +64,19 @@ def build_parser():
     d.add_argument("--out", default="report", help="report folder (default ./report)")
     d.add_argument("--device", default="cpu")
     d.add_argument("--data-dir", help="folder with the data, as for train")
+    s = sub.add_parser("sass", help="compile a CUDA kernel family for sm_90 (no GPU needed) and "
+                                    "print its SASS instruction mix and occupancy")
+    s.add_argument("--family", nargs="+", default=["matmul"], help="default: matmul")
+    s.add_argument("--out", help="also write sass_report.md and .json here")
     return parser
+
+
+def _sass(args):
+    """The real compiler cannot run beside the simulator: a process of its own, simulator off."""
+    import subprocess
+    cmd = [sys.executable, "-m", "tilegrad.backends.cuda.sass", "--family", *args.family]
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    return subprocess.run(cmd + (["--out", args.out] if args.out else []), env=env).returncode
 
 
 def _with_recipe(args):
@@ -93,6 +105,8 @@ def main(argv=None):
         elif args.command == "demo":
             from .demo import demo
             demo(args.out, args.device, args.data_dir)
+        elif args.command == "sass":
+            return _sass(args)
     except (DataNotFoundError, DeviceUnavailableError, ValueError, OSError) as e:
         # Bad data, missing files, an unusable device, a diverged run: one clear line, no
         # traceback (TILEGRAD_DEBUG=1 shows it).

@@ -2,7 +2,8 @@
 
 Check 3 of DESIGN.md ("How GPU code is checked on machines without a GPU"): each kernel family
 module (``elementwise``, ``reduce``, ``matmul``) ends with ``PTX_SIGNATURES``, a list of
-``(name, kernel, signature)`` with the signatures the backend launches. This module compiles each
+``(name, kernel, signature)`` with the signatures the backend launches (a 4th element, or a
+``LAUNCH_BLOCKS`` dict, may give the threads per block, for ``sass.py``). This module compiles each
 one with ``numba.cuda.compile_ptx`` for sm_90 and sm_80, assembles the PTX with ``ptxas -v`` and
 reads back registers, static shared memory, stack frame and spills. A kernel that fails to compile
 or spills fails the check.
@@ -10,8 +11,11 @@ or spills fails the check.
     python -m tilegrad.backends.cuda.ptx --out build
 
 writes ``build/ptx_report.md`` and ``build/ptx_report.json`` and exits 1 if any kernel failed or
-spilled (2 on a usage problem: the simulator on, no ptxas). It must run with the real compiler,
-not the simulator: ``NUMBA_ENABLE_CUDASIM=0`` (the test suite runs it in a subprocess).
+spilled (2 on a usage problem: the simulator on, no ptxas). It also writes
+``build/sass_report.md`` and ``.json``: the instruction mix of each sm_90 cubin, read back with
+``nvdisasm`` (``sass.py``; without nvdisasm that report says so and the check still passes). It
+must run with the real compiler, not the simulator: ``NUMBA_ENABLE_CUDASIM=0`` (the test suite
+runs it in a subprocess).
 
 Shared memory is the static ``cuda.shared.array`` size that ptxas reports; dynamic shared memory
 (sized at launch) is not in the PTX and does not appear here.
@@ -25,6 +29,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -34,6 +39,8 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+
+from . import sass
 
 FAMILIES = ["elementwise", "reduce", "matmul", "layout", "pool", "lstm", "optim", "softmax",
             "embedding", "conv"]
@@ -64,8 +71,9 @@ def _refuse_simulator():
 
 # ---------------------------------------------------------------- finding ptxas
 
-def _nvidia_ptxas_candidates():
-    """ptxas inside the pip ``nvidia-cuda-nvcc`` wheels: nvidia/cu13/bin, nvidia/cuda_nvcc/bin."""
+def nvidia_tool_candidates(tool):
+    """``tool`` (ptxas, nvdisasm) inside the pip ``nvidia-*`` wheels: nvidia/cu13/bin,
+    nvidia/cuda_nvcc/bin, ..."""
     try:
         spec = importlib.util.find_spec("nvidia")
     except (ImportError, ValueError):
@@ -75,7 +83,7 @@ def _nvidia_ptxas_candidates():
     found = []
     for root in spec.submodule_search_locations or []:
         root = Path(root)
-        for pattern in ("cu*/bin/ptxas", "cuda_nvcc/bin/ptxas", "*/bin/ptxas"):
+        for pattern in (f"cu*/bin/{tool}", f"cuda_nvcc/bin/{tool}", f"*/bin/{tool}"):
             for p in sorted(root.glob(pattern), reverse=True):   # newest cuNN first
                 if p not in found:
                     found.append(p)
@@ -92,7 +100,7 @@ def find_ptxas():
     candidates = []
     if os.environ.get(PTXAS_ENV):
         candidates.append(Path(os.environ[PTXAS_ENV]))
-    candidates += _nvidia_ptxas_candidates()
+    candidates += nvidia_tool_candidates("ptxas")
     on_path = shutil.which("ptxas")
     if on_path:
         candidates.append(Path(on_path))
@@ -319,8 +327,9 @@ def _target_cc(cc):
         dispatcher.get_current_device = original
 
 
-def compile_one(family, name, kernel, sig, cc, ptxas, workdir):
-    """One row: compile ``kernel`` for ``sig`` and ``cc``, assemble it, read ptxas -v."""
+def compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm=None):
+    """One row: compile ``kernel`` for ``sig`` and ``cc``, assemble it, read ptxas -v; for sm_90
+    with ``nvdisasm``, also ``row["sass"]``: ``sass.analyze`` of the cubin ptxas wrote."""
     from numba import cuda
     row = _row(family, name, cc, sig)
     pyfunc = getattr(kernel, "py_func", kernel)
@@ -353,10 +362,14 @@ def compile_one(family, name, kernel, sig, cc, ptxas, workdir):
     if parsed["warnings"]:
         row["note"] = "; ".join(filter(None, [row["note"]] + parsed["warnings"]))
     row["ok"] = True
+    if nvdisasm and tuple(cc) == (9, 0):
+        # The cubin ptxas just wrote, read back here: the SASS report compiles nothing again.
+        row["sass"] = sass.analyze_cubin(Path(workdir) / f"{stem}.cubin", nvdisasm)
     return row
 
 
-def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=None):
+def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=None,
+                nvdisasm=None):
     """A row per (family, kernel name, cc) for every entry of every family's PTX_SIGNATURES.
 
     Row keys: family, name, cc ("sm_90"), signature, ok, registers, barriers, smem (static
@@ -364,6 +377,9 @@ def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=N
     False when compile_ptx or ptxas failed; spills are reported separately, see ``failures``.
     A family module that fails to import, or lacks PTX_SIGNATURES, gives one failing row.
     ``jobs`` compiles in that many forked processes (default: up to 8, the CPUs there are).
+    ``threads``: the block size, from a 4th element of the PTX_SIGNATURES row or the module's
+    ``LAUNCH_BLOCKS`` (None when neither). With ``nvdisasm``, sm_90 rows also get ``sass`` (see
+    ``compile_one``).
     """
     _refuse_simulator()
     ptxas = ptxas or find_ptxas()
@@ -395,13 +411,17 @@ def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=N
             row["error"] = f"{mod.__name__} has no (or an empty) PTX_SIGNATURES list"
             rows.append(row)
             continue
-        for name, kernel, sig in entries:
+        blocks = getattr(mod, "LAUNCH_BLOCKS", None) or {}
+        for name, kernel, sig, *block in entries:
+            threads = block[0] if block else blocks.get(name)
+            if isinstance(threads, (tuple, list)):
+                threads = math.prod(threads)
             for cc in ccs:
-                tasks.append((family, name, kernel, sig, cc))
+                tasks.append((family, name, kernel, sig, cc, threads))
     jobs = _default_jobs() if jobs is None else max(1, int(jobs))
     with tempfile.TemporaryDirectory(prefix="tilegrad-ptx-") as workdir:
         global _TASKS
-        _TASKS = (tasks, ptxas, workdir)
+        _TASKS = (tasks, ptxas, workdir, nvdisasm)
         try:
             if jobs > 1 and len(tasks) > 1 and "fork" in multiprocessing.get_all_start_methods():
                 # Compiling holds the GIL: processes, forked so that kernels made by factories
@@ -419,9 +439,10 @@ _TASKS = None
 
 
 def _compile_task(i):
-    tasks, ptxas, workdir = _TASKS
-    family, name, kernel, sig, cc = tasks[i]
-    return compile_one(family, name, kernel, sig, cc, ptxas, workdir)
+    tasks, ptxas, workdir, nvdisasm = _TASKS
+    family, name, kernel, sig, cc, threads = tasks[i]
+    return dict(compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm),
+                threads=threads)
 
 
 def _default_jobs():
@@ -515,7 +536,8 @@ def write_report(out_dir, rows, missing, ptxas, ccs):
     (out_dir / "ptx_report.json").write_text(json.dumps({
         "ptxas": ptxas, "ptxas_version": pv, **versions,
         "ccs": [f"sm_{a}{b}" for a, b in ccs], "missing_families": missing,
-        "failures": [f"{r['family']}.{r['name']} {r['cc']}" for r in bad], "rows": rows,
+        "failures": [f"{r['family']}.{r['name']} {r['cc']}" for r in bad],
+        "rows": [{k: v for k, v in r.items() if k != "sass"} for r in rows],   # sass_report
     }, indent=2) + "\n")
     return bad
 
@@ -549,19 +571,25 @@ def main(argv=None):
         print("error: ptxas not found: install nvidia-cuda-nvcc (pip install -e '.[sim]'), put "
               f"ptxas on PATH, or set {PTXAS_ENV}", file=sys.stderr)
         return 2
-    missing = []
-    if args.modules is None:
-        try:
-            _, missing = load_modules(args.families)
-        except Exception:
-            pass    # compile_all reports the broken family as a failing row
+    missing, loaded = [], []
+    try:
+        loaded, missing = load_modules(args.families, args.modules)
+    except Exception:
+        pass    # compile_all reports the broken family as a failing row
+    nvdisasm = sass.find_nvdisasm()
     rows = compile_all(ccs, families=args.families, modules=args.modules, ptxas=ptxas,
-                       jobs=args.jobs)
+                       jobs=args.jobs, nvdisasm=nvdisasm)
     bad = write_report(args.out, rows, missing, ptxas, ccs)
+    sass.write_report(args.out, rows, sass.family_meta(loaded), nvdisasm)
     print(markdown_table(rows) if rows else "No kernels.")
     if missing:
         print(f"families not present (skipped): {', '.join(missing)}")
-    print(f"wrote {Path(args.out) / 'ptx_report.md'} and {Path(args.out) / 'ptx_report.json'}")
+    print(f"wrote {Path(args.out) / 'ptx_report.md'} and {Path(args.out) / 'ptx_report.json'}, "
+          "sass_report.md and .json")
+    if nvdisasm is None:
+        print(f"note: nvdisasm not found, so sass_report has no instruction counts: install "
+              f"nvidia-cuda-nvdisasm (pip install -e '.[sim]') or set {sass.NVDISASM_ENV}",
+              file=sys.stderr)
     if bad:
         print(f"{len(bad)} kernel(s) failed to compile or spilled:", file=sys.stderr)
         for r in bad:
