@@ -5,7 +5,7 @@
    "cpu", and the device-parametrised functional, module and error tests on "cuda".
 2. ``tilegrad bench all --device cuda`` against PyTorch on the same GPU: float32 with TF32 off,
    and PyTorch's TF32 default beside it where that differs (convolutions, training steps).
-3. One table of the issue's goals: matmul 4096^3 against PyTorch, the CNN's convolutions against
+3. One table of the project's goals: matmul 4096^3 against PyTorch, the CNN's convolutions against
    cuDNN, softmax-cross-entropy, ReLU and max-pool against the copy bandwidth measured in the run.
 
 It needs only what a CUDA machine has (CuPy, numba-cuda, PyTorch, pytest): no virtual

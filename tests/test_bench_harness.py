@@ -139,7 +139,7 @@ def test_bench_on_an_unavailable_device_says_why(tmp_path, capsys, disabled_cuda
 
 
 def test_gpu_check_goals_read_the_bench_document():
-    """bench/gpu_check.py turns a bench document into the issue's goals: speed against PyTorch
+    """bench/gpu_check.py turns a bench document into the project's goals: speed against PyTorch
     for the 4096 matmul and the CNN convolutions, the copy bandwidth for memory-bound kernels."""
     import importlib.util
     from pathlib import Path

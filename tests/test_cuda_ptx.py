@@ -1,4 +1,4 @@
-"""Check 3 of DESIGN.md: every CUDA kernel compiles with Numba's real compiler and ptxas, no spills.
+"""Check 3 of docs/kernels.md: every CUDA kernel compiles with Numba's real compiler and ptxas, no spills.
 
 The suite runs with the simulator on (NUMBA_ENABLE_CUDASIM=1), and the real compiler cannot run
 in the same process, so the compile runs in a subprocess with NUMBA_ENABLE_CUDASIM=0:

@@ -1,4 +1,4 @@
-"""Whole-model parity: the three reference models of DESIGN.md, trained a few steps in tilegrad and in
+"""Whole-model parity: the three reference models, trained a few steps in tilegrad and in
 PyTorch from one state dict, in float64, must agree step by step.
 
 Each model is built in torch first; its state dict, as NumPy arrays, is loaded into the tilegrad

@@ -1,4 +1,4 @@
-"""The three reference models of DESIGN.md, built only from tilegrad.nn layers.
+"""The three reference models (see the README), built only from tilegrad.nn layers.
 
 Attribute names are chosen so that a PyTorch model written with the same names has the same
 ``state_dict`` keys, and weights move between the two unchanged.

@@ -13,7 +13,7 @@ import tilegrad as tg
 import tilegrad.nn.functional as F
 from tilegrad import data, models
 
-# The reference recipes (DESIGN.md); every value can be overridden by a flag.
+# The reference recipes; every value can be overridden by a flag.
 RECIPES = {
     "mlp": dict(epochs=10, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.0),
     "cnn": dict(epochs=3, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9),

@@ -1,6 +1,6 @@
 """Compile every CUDA kernel with Numba's real compiler and ``ptxas``: no GPU needed.
 
-Check 3 of DESIGN.md ("How GPU code is checked on machines without a GPU"): each kernel family
+Check 3 of docs/kernels.md ("Checking kernels without a GPU"): each kernel family
 module (``elementwise``, ``reduce``, ``matmul``) ends with ``PTX_SIGNATURES``, a list of
 ``(name, kernel, signature)`` with the signatures the backend launches (a 4th element, or a
 ``LAUNCH_BLOCKS`` dict, may give the threads per block, for ``sass.py``). This module compiles each
