@@ -137,12 +137,18 @@ def test_auto_plan_on_the_reference_shapes():
         return mm.plan(m, n, k, sms=132, simulator=False)
     assert plan(4096, 4096, 4096) == ("v6", "v6", 1)              # 1024 blocks
     assert plan(700, 10000, 256) == ("v6", "v6", 1)               # 474 blocks
-    assert plan(700, 1024, 128) == ("v5-64", "v5", 1)             # 176 blocks of 64x64
+    assert plan(4096, 64, 4096)[:2] == ("v5-64", "v5")            # 32 big blocks, 64 small
     tiles, version, splits = plan(64, 128, 784)                   # MLP fc1: 2 blocks of 64x64
     assert (tiles, version) == ("v5-64", "v5") and splits == 784 // 8 // mm.SPLIT_MIN_TILES
     tiles, version, splits = plan(20, 1024, 256)                  # LM step: 16 blocks of 32x64
-    assert (tiles, version) == ("v5-32", "v5") and 2 <= splits <= 256 // 8 // mm.SPLIT_MIN_TILES
+    assert (tiles, version) == ("v5-32", "v5") and splits == 256 // 8 // mm.SPLIT_MIN_TILES
+    tiles, version, splits = plan(700, 1024, 128)                 # 176 blocks: split to a wave
+    assert (tiles, version) == ("v5-64", "v5") and 176 * splits <= 132 * mm.RESIDENT["v5-64"]
     assert plan(64, 64, 16) == ("v5-64", "v5", 1)                 # too short a K to split
+    assert plan(2048, 2048, 2048) == ("v6", "v6", 1)              # 256 blocks
+    # Every rule's kernel is a declared version, and every tiling has a residency.
+    assert {kernel for _, kernel, _ in mm.AUTO_RULES} <= set(mm.VERSIONS)
+    assert {tiles for tiles, _, _ in mm.AUTO_RULES} <= set(mm.RESIDENT) == set(mm.TILES)
 
 
 # The GPU's own tile configurations, run in the simulator on odd shapes of at least two blocks

@@ -28,6 +28,20 @@ def _kernel_lines():
             for f, (versions, used) in families.items()]
 
 
+def _auto_lines():
+    """The table matmul's "auto" reads, as data: tiles, kernel, when; and its constants."""
+    if "matmul" not in (kernels.versions() if kernels.unavailable_reason() is None else {}):
+        return []
+    from tilegrad.backends.cuda import matmul
+    lines = ["", "matmul auto (first rule that holds; tilegrad.backends.cuda.matmul.AUTO_RULES):"]
+    for tiles, kernel, when in matmul.AUTO_RULES:
+        t = matmul.TILES[tiles]
+        lines.append(f"  {kernel} {t['bm']}x{t['bn']} tiles, BK {t['bk']}: {when}")
+    lines.append(f"  a wave = multiprocessors x blocks per SM {matmul.RESIDENT}; split-K slices "
+                 f"keep >= {matmul.SPLIT_MIN_TILES} K-tiles")
+    return lines
+
+
 def info():
     lines = [f"tilegrad {tg.__version__}, Python {platform.python_version()}, "
              f"NumPy {np.__version__}", "", "devices:"]
@@ -36,6 +50,10 @@ def info():
         lines.append(f"  {d.name:5s} {state}")
     lines += ["", "kernels (tilegrad.kernels.use, or TILEGRAD_KERNELS=family=version,...):"]
     lines += _kernel_lines()
+    try:
+        lines += _auto_lines()
+    except ValueError:               # a bad $TILEGRAD_KERNELS: already said above
+        pass
     lines += ["", "optional packages:"]
     for m in ("tqdm", "matplotlib", "torch", "numba", "cupy"):
         lines.append(f"  {m:10s} {_version(m)}")

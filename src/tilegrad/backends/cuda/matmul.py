@@ -462,18 +462,19 @@ def matmul_v6(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
 # ---------------------------------------------------------------- auto: shape-aware dispatch
 
 # Read top to bottom; the first rule whose test holds picks the kernel. "blocks" is the grid a
-# tile configuration makes for the GEMM (ceil(M/bm) * ceil(N/bn) * batch); a wave is one block
-# per multiprocessor (v5 and v6 run one 256-thread block per SM: about 150 registers a thread).
-# Split-K cuts K into slices until the grid reaches SPLIT_WAVES waves, keeping at least
-# SPLIT_MIN_TILES K-tiles a slice.
+# tile configuration makes (ceil(M/bm) * ceil(N/bn) * batch); a wave is the blocks the GPU holds
+# at once: multiprocessors x RESIDENT[tiles], the blocks of that configuration one SM can hold
+# (limited by registers, as build/sass_report.md shows: 151-165 registers a thread for the
+# float32 v5/v6 kernels). Split-K cuts K into slices until the grid makes a wave, keeping at
+# least SPLIT_MIN_TILES K-tiles a slice.
 AUTO_RULES = (
     # (tiles,  kernel, when)
-    ("v6", "v6", "blocks(128x128) >= 1 wave"),
-    ("v5-64", "v5", "blocks(64x64) >= 1 wave"),
-    ("v5-32", "v5", "M <= 32: 32x64 tiles, split-K to 2 waves"),
-    ("v5-64", "v5", "otherwise: 64x64 tiles, split-K to 2 waves"),
+    ("v6", "v6", "blocks(128x128 tiles) make at least one wave"),
+    ("v5-64", "v5", "blocks(64x64 tiles) make at least one wave"),
+    ("v5-32", "v5", "M <= 32: 32x64 tiles, split-K towards one wave"),
+    ("v5-64", "v5", "otherwise: 64x64 tiles, split-K towards one wave"),
 )
-SPLIT_WAVES = 2
+RESIDENT = {"v5": 1, "v6": 1, "v5-64": 6, "v5-32": 8}     # float32 blocks per SM, sm_90
 SPLIT_MIN_TILES = 4
 
 
@@ -486,13 +487,16 @@ def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
         cfg = tile_config(tiles, dtype, simulator)
         return ceil_div(m, cfg["bm"]) * ceil_div(n, cfg["bn"]) * count
 
-    if blocks("v6") >= sms:
+    def wave(tiles):
+        return sms * RESIDENT[tiles]
+
+    if blocks("v6") >= wave("v6"):
         return "v6", "v6", 1
-    if blocks("v5-64") >= sms:
+    if blocks("v5-64") >= wave("v5-64"):
         return "v5-64", "v5", 1
     tiles = "v5-32" if m <= tile_config("v5-32", dtype, simulator)["bm"] else "v5-64"
     k_tiles = ceil_div(k, tile_config(tiles, dtype, simulator)["bk"])
-    want = ceil_div(SPLIT_WAVES * sms, blocks(tiles))
+    want = ceil_div(wave(tiles), blocks(tiles))
     return tiles, "v5", max(1, min(want, k_tiles // SPLIT_MIN_TILES))
 
 
