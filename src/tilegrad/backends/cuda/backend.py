@@ -6,7 +6,6 @@ unless told otherwise); a family's versions are declared in its own file.
 """
 from tilegrad import kernels
 
-from . import conv as _conv
 from . import layout as _layout
 from .elementwise import binary, pow_scalar, relu_bwd, unary, where_mask  # noqa: F401
 from .embedding import embedding_bwd, embedding_fwd  # noqa: F401
@@ -29,24 +28,16 @@ def matmul(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
     return kernels.launcher("matmul")(a, b, trans_a, trans_b, bias, relu)
 
 
-def _conv_pass(family, undeclared):
-    """The launcher in use for a convolution pass; ``undeclared`` while conv.py declares no
-    versions for it."""
-    return kernels.launcher(family) if kernels.declared(family) else undeclared
-
-
 def conv2d_fwd(x, w, bias, stride, padding):
     """Cross-correlation (N, C, H, W) x (F, C, KH, KW) -> (N, F, Ho, Wo), version in use."""
-    return _conv_pass("conv2d_fwd", _conv.conv2d_fwd)(x, w, bias, stride, padding)
+    return kernels.launcher("conv2d_fwd")(x, w, bias, stride, padding)
 
 
 def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
     """dL/dx of ``conv2d_fwd``, version in use."""
-    return _conv_pass("conv2d_bwd_data", _conv.conv2d_bwd_data)(grad_out, w, x_shape, stride,
-                                                                padding)
+    return kernels.launcher("conv2d_bwd_data")(grad_out, w, x_shape, stride, padding)
 
 
 def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
     """dL/dw of ``conv2d_fwd``, version in use."""
-    return _conv_pass("conv2d_bwd_weight", _conv.conv2d_bwd_weight)(grad_out, x, w_shape, stride,
-                                                                    padding)
+    return kernels.launcher("conv2d_bwd_weight")(grad_out, x, w_shape, stride, padding)
