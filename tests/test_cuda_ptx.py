@@ -111,6 +111,25 @@ def test_default_matmul_kernel_hot_loop_is_mostly_fma(full_build, capsys):
         f"{default}: hot loop {hot['instructions']} instructions, {hot['fma']} FFMA "
         f"({hot['fma_share']:.0%} < {MIN_DEFAULT_FMA_SHARE:.0%}); loads/stores {hot['mem']}, "
         f"integer/address {hot['int']} (see build/sass_report.md)")
+    wide = {op for op in hot["mem"] if op.startswith(("LDG", "LDS")) and op.endswith(".128")}
+    assert {op.split(".")[0] for op in wide} == {"LDG", "LDS"}, (
+        f"{default}: its hot loop should load global and shared memory 128 bits at a time, "
+        f"loads/stores {hot['mem']}")
+
+
+def test_no_conv_k_loop_calls_a_division_routine(full_build):
+    """A 64-bit division is a call to a software routine of dozens of instructions: none may be
+    left in the K loop (hot loop and K-tile) of any convolution kernel."""
+    data = json.loads((BUILD / "sass_report.json").read_text())
+    if data["nvdisasm"] is None:
+        pytest.skip("nvdisasm not found: install nvidia-cuda-nvdisasm (pip install -e '.[sim]') "
+                    f"or set {sass.NVDISASM_ENV}")
+    rows = [r for r in data["rows"] if r["family"] == "conv"]
+    assert rows, "no conv kernel in the SASS report"
+    for r in rows:
+        for loop in ("hot", "ktile"):
+            calls = (r.get(loop) or {}).get("calls") or {}
+            assert not [c for c in calls if "div" in c or "rem" in c], (r["name"], loop, calls)
 
 
 # ---------------------------------------------------------------- the tool on its own kernels

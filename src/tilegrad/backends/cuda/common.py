@@ -16,7 +16,7 @@ with barriers, because the simulator has no warp shuffles; a shuffle version is 
 ``ceil_div`` lives in ``runtime`` and is re-exported here.
 """
 import numpy as np
-from numba import boolean, cuda, float32, float64, int64
+from numba import boolean, cuda, float32, float64, int64, uint32
 
 from . import runtime as rt
 from .runtime import ceil_div   # also re-exported: the families import launch helpers from here
@@ -127,3 +127,15 @@ def strided_offset(base, i, sizes, strides):
         off += (rest % sizes[d]) * strides[d]
         rest //= sizes[d]
     return off + rest * strides[0]
+
+
+@cuda.jit(device=True)
+def udivmod(a, b):
+    """``(a // b, a % b)`` for ``0 <= a, b < 2**32``, in 32-bit unsigned arithmetic: a 64-bit
+    division is a call to a software routine (``__cuda_sm20_div_s64``, dozens of instructions),
+    a 32-bit unsigned one a short inline sequence. Returned as int64, so that the results mix
+    with signed index arithmetic (a coordinate minus the padding may be negative)."""
+    ua, ub = uint32(a), uint32(b)
+    q = uint32(ua // ub)
+    return int64(q), int64(uint32(ua - q * ub))
+

@@ -104,6 +104,7 @@ from numba import cuda, float32, float64, int64, uint32
 
 from . import conv_direct as direct
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
+from .common import udivmod
 from .conv_gemm import _k_tile, make_conv2d_bwd_weight_kernel2, make_conv2d_fwd_kernel2
 from .reduce import sum as _sum
 from .runtime import SIMULATOR, ceil_div, empty, launch, multiprocessors, placeholder
@@ -174,10 +175,8 @@ def make_conv2d_fwd_kernel1(tile, has_bias, dtype):
             k = k0 + ty
             v = zero
             if m < mm and k < kk:
-                ci = k // khw                         # k = (ci, ki, kj)
-                r = k - ci * khw
-                ki = r // kw
-                kj = r - ki * kw
+                ci, r = udivmod(k, khw)               # k = (ci, ki, kj)
+                ki, kj = udivmod(r, kw)
                 ih = ih0 + ki
                 iw = iw0 + kj
                 if ih >= 0 and ih < h and iw >= 0 and iw < wd:   # else: padding, a zero
@@ -229,16 +228,14 @@ def make_conv2d_bwd_weight_kernel1(tile, dtype):
             r = r0 + tx                               # dY[nb, fo, oh, ow] with r = (nb, oh, ow)
             v = zero
             if fo < f and r < rr:
-                nb = r // hw_o
-                v = gy[(nb * f + fo) * hw_o + (r - nb * hw_o)]
+                nb, s = udivmod(r, hw_o)
+                v = gy[(nb * f + fo) * hw_o + s]
             sg[ty, tx] = v
             r = r0 + ty                               # X at window r, tap q
             v = zero
             if q < kk and r < rr:
-                nb = r // hw_o
-                s = r - nb * hw_o
-                oh_ = s // wo
-                ow_ = s - oh_ * wo
+                nb, s = udivmod(r, hw_o)
+                oh_, ow_ = udivmod(s, wo)
                 ih = oh_ * sh - ph + ki
                 iw = ow_ * sw - pw + kj
                 if ih >= 0 and ih < h and iw >= 0 and iw < wd:   # else: padding, a zero
@@ -283,23 +280,21 @@ def make_conv2d_bwd_data_kernel1(tile, dtype):
             k = k0 + ty                               # dY at position m, GEMM-k k = (fi, ki, kj)
             v = zero
             if m < mm and k < kk:
-                fi = k // khw
-                t = k - fi * khw
-                ki = t // kw
-                kj = t - ki * kw
+                fi, t = udivmod(k, khw)
+                ki, kj = udivmod(t, kw)
                 a = hp - ki                           # = oh*sh when this tap is used
                 b = wp - kj
                 if a >= 0 and b >= 0:                 # checked first: % and // of non-negatives
-                    oh_ = a // sh
-                    ow_ = b // sw
-                    if oh_ * sh == a and ow_ * sw == b and oh_ < ho and ow_ < wo:
+                    oh_, ra = udivmod(a, sh)
+                    ow_, rb = udivmod(b, sw)
+                    if ra == 0 and rb == 0 and oh_ < ho and ow_ < wo:
                         v = gy[gy_base + (fi * ho + oh_) * wo + ow_]
             sg[ty, tx] = v
             k = k0 + tx                       # W[fi, co, ki, kj]: flat (fi*C + co)*KH*KW + t
             v = zero
             if co < c and k < kk:
-                fi = k // khw
-                v = w[(fi * c + co) * khw + (k - fi * khw)]
+                fi, t = udivmod(k, khw)
+                v = w[(fi * c + co) * khw + t]
             sw_[ty, tx] = v
             cuda.syncthreads()                        # both tiles complete before anyone reads
             for p in range(tile):
