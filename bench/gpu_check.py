@@ -105,6 +105,10 @@ def goals(doc):
             out.append(("matmul vs PyTorch, TF32 off", name, f"{speed:.0%} of PyTorch",
                         "50% (aim 80%)" if target else "(ladder)",
                         ("yes" if speed >= target else "no") if target else ""))
+        elif r["group"] == "matmul" and "(MLP fc1 fwd)" in name and "torch" in r:
+            times = r["tilegrad"]["median_s"] / r["torch"]["median_s"]
+            out.append(("narrow GEMM vs PyTorch", name, f"{times:.2f}x PyTorch's time", "2x",
+                        "yes" if times <= 2 else "no"))
         elif r["group"] == "conv2d" and "torch" in r and "(CNN" in name:
             speed = r["torch"]["median_s"] / r["tilegrad"]["median_s"]
             tf32 = (f", {r['torch_tf32']['median_s'] / r['tilegrad']['median_s']:.0%} of TF32"

@@ -17,6 +17,7 @@ if not CUDA.available:
     pytest.skip(f"device cuda: {CUDA.reason}", allow_module_level=True)
 
 from tilegrad.backends import numpy as ref               # noqa: E402
+from tilegrad.backends.cuda import conv                  # noqa: E402
 from tilegrad.backends.cuda import matmul as ladder      # noqa: E402
 from tilegrad.backends.cuda.runtime import SIMULATOR     # noqa: E402
 
@@ -26,9 +27,13 @@ DTYPES = [(np.float32, 1e-4), (np.float64, 1e-11)]
 
 # (M, N, K): a 4096-class square on the GPU would take the float64 reference too long; these are
 # large, odd and not multiples of any tile.
-MATMUL = (999, 1001, 1003) if FULL else (7, 5, 33)
-CONV = [(64, 64, 14, 14, 128, 1, 1), (5, 3, 31, 29, 7, 2, 1)] if FULL else \
-    [(2, 3, 7, 9, 5, 1, 1), (1, 2, 5, 7, 3, 2, 1)]         # (N, C, H, W, F, stride, pad)
+# Odd (the scalar path of v5/v6), aligned (their 128-bit vector path), and two narrow GEMMs of
+# the reference models that auto splits along K.
+MATMUL = [(999, 1001, 1003), (1000, 1004, 1008), (64, 128, 784), (20, 1024, 256)] if FULL else \
+    [(7, 5, 33), (8, 12, 16)]
+CONV = [(64, 64, 14, 14, 128, 1, 1), (5, 3, 31, 29, 7, 2, 1), (64, 1, 28, 28, 64, 1, 1),
+        (64, 128, 7, 7, 256, 1, 1)] if FULL else \
+    [(2, 3, 7, 9, 5, 1, 1), (1, 2, 5, 7, 3, 2, 1), (2, 1, 5, 6, 3, 1, 1)]  # N C H W F stride pad
 POOL = (64, 128, 14, 14) if FULL else (2, 3, 7, 5)
 CE = (700, 10001) if FULL else (7, 33)
 LSTM = (20, 256) if FULL else (3, 7)                        # (batch, hidden)
@@ -52,9 +57,10 @@ def _close(got, want, dtype, tol, scale=1.0, what=""):
 
 
 @pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", MATMUL, ids=str)
 @pytest.mark.parametrize("version", list(ladder.VERSIONS))
-def test_matmul_every_version_and_transposition(version, dtype, tol):
-    m, n, k = MATMUL
+def test_matmul_every_version_and_transposition(version, shape, dtype, tol):
+    m, n, k = shape
     for ta in (False, True):
         for tb in (False, True):
             a = _arr((k, m) if ta else (m, k), dtype, 1)
@@ -72,19 +78,21 @@ def test_matmul_every_version_and_transposition(version, dtype, tol):
 
 @pytest.mark.parametrize("dtype,tol", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("shape", CONV, ids=str)
-def test_conv2d_forward_and_both_backwards(shape, dtype, tol):
+@pytest.mark.parametrize("version", list(conv.VERSIONS))
+def test_conv2d_forward_and_both_backwards(version, shape, dtype, tol):
     n, c, h, w, f, s, p = shape
+    passes = conv.VERSIONS[version]
     x, wt, bias = _arr((n, c, h, w), dtype, 1), _arr((f, c, 3, 3), dtype, 2), _arr((f,), dtype, 3)
     st, pd = (s, s), (p, p)
     x64, w64 = x.astype(np.float64), wt.astype(np.float64)
     want = ref.conv2d_fwd(x64, w64, bias.astype(np.float64), st, pd)
-    _close(be.conv2d_fwd(*_on(x, wt, bias), st, pd), want, dtype, tol, np.sqrt(9 * c), "fwd")
+    _close(passes["fwd"](*_on(x, wt, bias), st, pd), want, dtype, tol, np.sqrt(9 * c), "fwd")
     gy = _arr(want.shape, dtype, 4)
     gy64 = gy.astype(np.float64)
     ho, wo = want.shape[2:]
-    _close(be.conv2d_bwd_data(*_on(gy, wt), x.shape, st, pd),
+    _close(passes["bwd_data"](*_on(gy, wt), x.shape, st, pd),
            ref.conv2d_bwd_data(gy64, w64, x.shape, st, pd), dtype, tol, np.sqrt(9 * f), "dx")
-    _close(be.conv2d_bwd_weight(*_on(gy, x), wt.shape, st, pd),
+    _close(passes["bwd_weight"](*_on(gy, x), wt.shape, st, pd),
            ref.conv2d_bwd_weight(gy64, x64, wt.shape, st, pd), dtype, tol, np.sqrt(n * ho * wo),
            "dw")
 
