@@ -139,13 +139,15 @@ def test_auto_plan_on_the_reference_shapes():
     assert plan(700, 10000, 256) == ("v6", "v6", 1)               # 474 blocks
     assert plan(4096, 64, 4096)[:2] == ("v5-64", "v5")            # 32 big blocks, 64 small
     tiles, version, splits = plan(64, 128, 784)                   # MLP fc1: 2 blocks of 64x64
-    assert (tiles, version) == ("v5-64", "v5") and splits == 784 // 8 // mm.SPLIT_MIN_TILES
+    assert (tiles, version) == ("v5-64", "v5") and splits == mm.SPLIT_MAX        # not 24
     tiles, version, splits = plan(20, 1024, 256)                  # LM step: 16 blocks of 32x64
     assert (tiles, version) == ("v5-32", "v5") and splits == 256 // 8 // mm.SPLIT_MIN_TILES
     tiles, version, splits = plan(700, 1024, 128)                 # 176 blocks: split to a wave
     assert (tiles, version) == ("v5-64", "v5") and 176 * splits <= 132 * mm.RESIDENT["v5-64"]
     assert plan(64, 64, 16) == ("v5-64", "v5", 1)                 # too short a K to split
     assert plan(2048, 2048, 2048) == ("v6", "v6", 1)              # 256 blocks
+    # float64 never splits: its split-K kernel would spill.
+    assert mm.plan(64, 128, 784, dtype=np.float64, sms=132, simulator=False)[2] == 1
     # Every rule's kernel is a declared version, and every tiling has a residency.
     assert {kernel for _, kernel, _ in mm.AUTO_RULES} <= set(mm.VERSIONS)
     assert {tiles for tiles, _, _ in mm.AUTO_RULES} <= set(mm.RESIDENT) == set(mm.TILES)
@@ -175,3 +177,15 @@ def test_gpu_tile_configurations_in_the_simulator(version, tiles, shape, trans, 
                       bias.astype(np.float64), True)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_split_k_leaves_its_counters_at_zero_and_repeats_bit_for_bit():
+    """Split-K's last slice of each tile resets the tile's counter: the next launch finds them
+    all at zero and computes the same bits (the slices are summed in slice order, whichever
+    block finishes last)."""
+    a, b = _operands(21, 18, 45, False, False, np.float64, seed=7)
+    first = mm._launch_bigtile("v5", a, b, False, False, None, False, splits=3)
+    assert not mm._tile_counters(1).any()
+    again = mm._launch_bigtile("v5", a, b, False, False, None, False, splits=3)
+    assert np.array_equal(first, again)
+    assert_close(first, ref.matmul(a, b), rtol=1e-12, atol=1e-12)

@@ -38,7 +38,7 @@ def _auto_lines():
         t = matmul.TILES[tiles]
         lines.append(f"  {kernel} {t['bm']}x{t['bn']} tiles, BK {t['bk']}: {when}")
     lines.append(f"  a wave = multiprocessors x blocks per SM {matmul.RESIDENT}; split-K slices "
-                 f"keep >= {matmul.SPLIT_MIN_TILES} K-tiles")
+                 f"keep >= {matmul.SPLIT_MIN_TILES} K-tiles, at most {matmul.SPLIT_MAX} slices")
     return lines
 
 

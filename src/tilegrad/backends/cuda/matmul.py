@@ -24,7 +24,8 @@ Costs for C (M, N) with inner size K, float32 (4 bytes; 8 for float64):
                      loads 2*M*N*K / 128.
     v6 warp tiles    v5 with each warp owning a 64 x 32 sub-tile and BK = 16.
     auto             picks a tile configuration and split-K from the shape (``plan``, the table
-                     ``AUTO_RULES``); split-K adds 2 * splits * M*N*4 bytes of partial sums.
+                     ``AUTO_RULES``); split-K adds 2 * splits * M*N*4 bytes of partial sums,
+                     written by every slice and read by the last one of each output tile.
 
 Kernels are made by factories (``make_matmul_kernelN``) so that tile sizes, transpositions, the
 bias and ReLU epilogue and the dtype are compile-time constants; the launchers pick small tiles
@@ -36,12 +37,12 @@ NumPy backend in float64 on odd shapes); compile: ``tests/test_cuda_ptx.py``.
 import functools
 
 import numpy as np
-from numba import cuda, float32, float64, int64, uint32
+from numba import cuda, float32, float64, int32, int64
 
 from . import matmul_bigtile as bigtile
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
 from .runtime import (SIMULATOR, ceil_div, empty, from_numpy, launch, multiprocessors,
-                      placeholder)
+                      placeholder, xp, zeros)
 
 
 # Tile sizes: (GPU, simulator). The simulator runs one Python thread per CUDA thread, so its
@@ -367,11 +368,16 @@ SIM_TILES = {
 }
 
 
+def _itemsize(dtype):
+    """Bytes per element of a NumPy dtype or type, or of a Numba type."""
+    bits = getattr(dtype, "bitwidth", None)
+    return bits // 8 if bits else np.dtype(dtype).itemsize
+
+
 def tile_config(name, dtype, simulator=SIMULATOR):
     """The tile sizes kernel ``name`` launches with, for ``dtype`` (numpy or numba)."""
     cfg = dict((SIM_TILES if simulator else TILES)[name])
-    if getattr(dtype, "bitwidth", None) == 64 or \
-            (not hasattr(dtype, "bitwidth") and np.dtype(dtype).itemsize == 8):
+    if _itemsize(dtype) == 8:
         cfg["bk"] = 8
     return cfg
 
@@ -391,32 +397,24 @@ def _vector_path(a, b, m, n, k, trans_a, trans_b):
             and _address(a) % 16 == 0 and _address(b) % 16 == 0)
 
 
-@functools.lru_cache(maxsize=None)
-def make_matmul_splitk_sum_kernel(has_bias, relu, dtype):
-    """Sums split-K's partial products: C[z, i, j] = sum_s P[z*splits + s, i, j] (+ bias[j]),
-    then ReLU. One thread per element of C, the slices added in order: deterministic."""
-    zero = dtype(0)
-
-    @cuda.jit
-    def matmul_splitk_sum_kernel(part, bias, c, splits_, mn_, n_, total_):
-        e = uint32(cuda.blockIdx.x) * uint32(cuda.blockDim.x) + uint32(cuda.threadIdx.x)
-        splits, mn, n, total = uint32(splits_), uint32(mn_), uint32(n_), uint32(total_)
-        if e < total:
-            z = e // mn
-            r = e - z * mn
-            base = z * splits * mn + r
-            acc = zero
-            for s in range(splits):
-                acc += part[base + uint32(s) * mn]
-            if has_bias:
-                acc += bias[r % n]
-            if relu and acc < zero:
-                acc = zero
-            c[e] = acc
-    return matmul_splitk_sum_kernel
+def _slices(k, splits, bk):
+    """(K per slice in whole K-tiles, the slices that makes) for about ``splits`` slices."""
+    chunk = ceil_div(ceil_div(max(k, 1), splits), bk) * bk
+    return chunk, ceil_div(max(k, 1), chunk)
 
 
-SUM_THREADS = 8 if SIMULATOR else 256
+_COUNTERS = {}
+
+
+def _tile_counters(tiles):
+    """At least ``tiles`` int32 counters, all zero, for split-K on the current stream. They are
+    kept between launches: a split-K launch leaves every counter it used at zero again (the
+    block that completes a tile resets its counter), so launches in stream order can share them."""
+    key = 0 if SIMULATOR else xp.cuda.get_current_stream().ptr
+    buf = _COUNTERS.get(key)
+    if buf is None or buf.size < tiles:
+        buf = _COUNTERS[key] = zeros((max(tiles, 4096),), np.int32)
+    return buf
 
 
 def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", splits=1,
@@ -432,22 +430,19 @@ def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", split
                          f"32-bit indices; use v4 (tilegrad.kernels.use('matmul', 'v4'))")
     cfg = tile_config(tiles or version, a.dtype, simulator_tiles)
     bk = cfg["bk"]
-    chunk = ceil_div(ceil_div(max(k, 1), splits), bk) * bk     # K per slice, whole K-tiles
-    splits = ceil_div(max(k, 1), chunk)
+    chunk, splits = _slices(k, splits, bk)
     vec = _vector_path(a, b, m, n, k, trans_a, trans_b)
-    fused = splits == 1          # bias and ReLU run in the kernel, or after the slices' sum
-    make = bigtile.make_bigtile_kernel
-    kernel = make(f"matmul_kernel{version[1:]}", cfg["bm"], cfg["bn"], bk, cfg["wm"], cfg["wn"],
-                  trans_a, trans_b, fused and bias is not None, fused and relu, vec, dt)
-    target = out if fused else empty((count * splits, m, n), a.dtype)
+    kernel = bigtile.make_bigtile_kernel(f"matmul_kernel{version[1:]}", cfg["bm"], cfg["bn"], bk,
+                                         cfg["wm"], cfg["wn"], trans_a, trans_b,
+                                         bias is not None, relu, vec, dt, splits > 1)
     grid = (ceil_div(n, cfg["bn"]), ceil_div(m, cfg["bm"]), count * splits)
+    if splits > 1:      # the partial products, and a counter per output tile
+        part = empty((count * splits, m, n), a.dtype).reshape(-1)
+        counters = _tile_counters(grid[0] * grid[1] * count)
+    else:
+        part, counters = placeholder(a.dtype), placeholder(np.int32)
     launch(kernel, grid, cfg["bm"] * cfg["bn"] // 64, a.reshape(-1), b.reshape(-1), bias_arr,
-           target.reshape(-1), a_off, b_off, m, n, k, chunk, splits)
-    if not fused:
-        total = count * m * n
-        sum_kernel = make_matmul_splitk_sum_kernel(bias is not None, relu, dt)
-        launch(sum_kernel, ceil_div(total, SUM_THREADS), SUM_THREADS, target.reshape(-1),
-               bias_arr, out.reshape(-1), splits, m * n, n, total)
+           out.reshape(-1), part, counters, a_off, b_off, m, n, k, chunk, splits)
     return out
 
 
@@ -471,11 +466,14 @@ AUTO_RULES = (
     # (tiles,  kernel, when)
     ("v6", "v6", "blocks(128x128 tiles) make at least one wave"),
     ("v5-64", "v5", "blocks(64x64 tiles) make at least one wave"),
-    ("v5-32", "v5", "M <= 32: 32x64 tiles, split-K towards one wave"),
-    ("v5-64", "v5", "otherwise: 64x64 tiles, split-K towards one wave"),
+    ("v5-32", "v5", "M <= 32: 32x64 tiles, split-K (at most SPLIT_MAX) towards one wave"),
+    ("v5-64", "v5", "otherwise: 64x64 tiles, split-K (at most SPLIT_MAX) towards one wave"),
 )
 RESIDENT = {"v5": 1, "v6": 1, "v5-64": 6, "v5-32": 8}     # float32 blocks per SM, sm_90
 SPLIT_MIN_TILES = 4
+# The last slice of an output tile adds every slice's partial: splits x 64 loads a thread, in one
+# block per tile. Past 16 slices that serial sum costs more than the K-tiles it saves.
+SPLIT_MAX = 16
 
 
 def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
@@ -495,9 +493,11 @@ def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
     if blocks("v5-64") >= wave("v5-64"):
         return "v5-64", "v5", 1
     tiles = "v5-32" if m <= tile_config("v5-32", dtype, simulator)["bm"] else "v5-64"
+    if _itemsize(dtype) == 8:
+        return tiles, "v5", 1      # float64's split-K kernel would spill (255 registers)
     k_tiles = ceil_div(k, tile_config(tiles, dtype, simulator)["bk"])
     want = ceil_div(wave(tiles), blocks(tiles))
-    return tiles, "v5", max(1, min(want, k_tiles // SPLIT_MIN_TILES))
+    return tiles, "v5", max(1, min(want, k_tiles // SPLIT_MIN_TILES, SPLIT_MAX))
 
 
 def matmul_auto(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
@@ -519,7 +519,7 @@ def _ptx_signatures():
     """Every kernel the launchers make on a GPU, for the PTX compile check, and each one's threads
     per block: v1-v4 with each transposition and the bias-ReLU epilogue, in float32 and float64;
     v5 and v6 likewise on the vector path, and on the scalar path without the epilogue; auto's
-    64x64 and 32x64 tiles in float32; the split-K sum."""
+    64x64 and 32x64 tiles in float32."""
     sigs, threads = [], {}
     p = dict(BM=64, BN=64, BK=8, TM=4, TN=4)
 
@@ -530,7 +530,7 @@ def _ptx_signatures():
     for dt in (float32, float64):
         arr, idx = dt[::1], int64[::1]
         sig = (arr, arr, arr, arr, idx, idx, int64, int64, int64)
-        big = sig + (int64, int64)
+        big = (arr, arr, arr, arr, arr, int32[::1], idx, idx) + (int64,) * 5
         for ta in (False, True):
             for tb in (False, True):
                 for bias_relu in ((False, False), (True, True)):
@@ -552,15 +552,25 @@ def _ptx_signatures():
                                 vec, dt)
                             add(f"matmul_kernel{version[1:]}_{tag}{'' if vec else '_scalar'}",
                                 kernel, big, c["bm"] * c["bn"] // 64)
-        if dt == float32:
+        if dt == float32:       # auto's narrow tiles, unsplit and split
             for tiles in ("v5-64", "v5-32"):
                 c = tile_config(tiles, dt, simulator=False)
+                block = c["bm"] * c["bn"] // 64
                 add(f"matmul_kernel5_{tiles[3:]}_{dt}_tB", bigtile.make_bigtile_kernel(
                     "matmul_kernel5", *c.values(), False, True, False, False, True, dt), big,
-                    c["bm"] * c["bn"] // 64)
-        add(f"matmul_splitk_sum_kernel_{dt}_bias_relu",
-            make_matmul_splitk_sum_kernel(True, True, dt), (arr, arr, arr, int64, int64, int64,
-                                                            int64), 256)
+                    block)
+                for ta, tb, bias_relu, vec in ((False, False, False, True),
+                                               (True, False, False, True),
+                                               (False, True, False, True),
+                                               (True, True, False, True),
+                                               (False, True, False, False),
+                                               (False, True, True, True)):
+                    tag = f"{'_tA' if ta else ''}{'_tB' if tb else ''}" \
+                          f"{'_bias_relu' if bias_relu else ''}{'' if vec else '_scalar'}"
+                    add(f"matmul_kernel5_{tiles[3:]}_splitk_{dt}{tag}",
+                        bigtile.make_bigtile_kernel("matmul_kernel5", *c.values(), ta, tb,
+                                                    bias_relu, bias_relu, vec, dt, True),
+                        big, block)
     return sigs, threads
 
 
@@ -584,11 +594,14 @@ def _sass_gemm():
     # What auto runs, split-K slices included.
     for label, m, n, k in shapes:
         tiles, version, splits = plan(m, n, k, sms=132, simulator=False)
-        name = {"v6": "matmul_kernel6_float32", "v5-64": "matmul_kernel5_64_float32_tB",
-                "v5-32": "matmul_kernel5_32_float32_tB"}[tiles]
+        if tiles == "v6":
+            name = "matmul_kernel6_float32"
+        else:
+            name = f"matmul_kernel5_{tiles[3:]}_{'splitk_' if splits > 1 else ''}float32_tB"
         c = TILES[tiles]
+        splits = _slices(k, splits, c["bk"])[1]
         blocks = ceil_div(m, c["bm"]) * ceil_div(n, c["bn"]) * splits
-        out[name].append((f"auto: {label} {m}x{n}x{k}, split-K {splits}", blocks))
+        out.setdefault(name, []).append((f"auto: {label} {m}x{n}x{k}, split-K {splits}", blocks))
     return out
 
 

@@ -15,9 +15,13 @@ v5  v4's double-buffered register tiling, rebuilt for what the compiler makes of
       when every row of A, B and C starts 16-byte aligned (aligned base pointers, leading
       dimensions a multiple of 16 bytes); otherwise it makes the same kernel with scalar,
       predicated loads ("scalar path"): offset views, odd K, odd N.
-    - split-K: ``blockIdx.z`` is (batch, slice); a slice computes its ``chunk`` of K and writes a
-      partial product, and ``matmul.py`` sums the slices (deterministically) and applies the
-      epilogue. Used for narrow GEMMs whose output alone gives too few blocks.
+    - split-K, in one launch: ``blockIdx.z`` is (batch, slice); a slice computes its ``chunk``
+      of K and writes a partial product, then counts itself in with an atomic add on its output
+      tile's counter; the block that counts the last slice adds all the partials in slice
+      order (so the result does not depend on which block finishes last: deterministic),
+      applies the epilogue and resets the counter. Used for narrow GEMMs whose output alone
+      gives too few blocks; a second kernel to sum the slices would cost a launch (~17 us of
+      host time on the H200, more than such a GEMM's arithmetic).
 v6  warp tiling: the same kernel with the block tile cut into warp tiles (64 x 32 for a
     128 x 128 block: 2 x 4 warps), each warp's 32 lanes covering its warp tile as 8 x 4 lanes of
     2 x 2 quadrants of 4 x 4. A warp's shared reads then touch 8 distinct 16-byte words of A and 4
@@ -36,9 +40,9 @@ SASS report (``python -m tilegrad.backends.cuda.sass --family matmul``).
 """
 import functools
 
-from numba import cuda, uint32
+from numba import cuda, int32, uint32
 
-from .vector import load_vec, store_vec
+from .vector import load_l2, load_vec, store_vec
 
 U = uint32
 PAD = 4        # shared row padding (elements): transposed stores of A hit distinct banks
@@ -154,18 +158,23 @@ def _stores(vw, vec, has_bias, relu, zero):
                 c[at + U(2)] = finish(v2, bias, j + U(2))
             if j + U(3) < n:
                 c[at + U(3)] = finish(v3, bias, j + U(3))
-    return store4
+    return store4, finish
 
 
 @functools.lru_cache(maxsize=None)
-def make_bigtile_kernel(name, bm, bn, bk, wm, wn, trans_a, trans_b, has_bias, relu, vec, dtype):
+def make_bigtile_kernel(name, bm, bn, bk, wm, wn, trans_a, trans_b, has_bias, relu, vec, dtype,
+                        split=False):
     """The v5/v6 kernel: block tile ``bm x bn``, K-tile ``bk``, warp tile ``wm x wn`` (v5:
     ``wm, wn = bm, bn``), 8 x 8 outputs per thread; ``bm*bn/64`` threads.
 
     Thread ``tid`` is lane ``tid % lanes`` of warp tile ``tid // lanes`` (``lanes`` = wm*wn/64;
     32 for v6 on a GPU). Warp tiles are laid row-major over the block; a warp tile's lanes are
     laid (wm/8) x (wn/8), and lane (lr, lc) owns rows {0, wm/2} + lr*4 + 0..3 and columns
-    {0, wn/2} + lc*4 + 0..3 of its warp tile: 2 x 2 quadrants of 4 x 4."""
+    {0, wn/2} + lc*4 + 0..3 of its warp tile: 2 x 2 quadrants of 4 x 4.
+
+    ``split``: the split-K kernel (``blockIdx.z`` = batch x slice; partial products, then the
+    last slice of each output tile sums them). A kernel of its own, so that the others carry
+    none of its code or registers."""
     itemsize = dtype.bitwidth // 8
     vw = 16 // itemsize                    # elements per 128-bit vector: 4 float32, 2 float64
     threads = bm * bn // 64
@@ -176,7 +185,8 @@ def make_bigtile_kernel(name, bm, bn, bk, wm, wn, trans_a, trans_b, has_bias, re
     kcontig_b, rcontig_b, lb = _loaders(bn, bk, vw, threads, vec, zero)
     fetch_a, store_a = rcontig_a if trans_a else kcontig_a
     fetch_b, store_b = kcontig_b if trans_b else rcontig_b
-    store4 = _stores(vw, vec, has_bias, relu, zero)
+    store4, finish = _stores(vw, vec, has_bias, relu, zero)
+    store4_raw, _ = _stores(vw, vec, False, False, zero)       # split-K's partials
     acols, bcols = bm + PAD, bn + PAD
     BM, BN, BK, LANES = U(bm), U(bn), U(bk), U(lanes)
     WM, WN, HWM, HWN = U(wm), U(wn), U(wm // 2), U(wn // 2)
@@ -216,8 +226,9 @@ def make_bigtile_kernel(name, bm, bn, bk, wm, wn, trans_a, trans_b, has_bias, re
             steps8(sa, sb, buf, U(0), r0, c0, ra, rb, acc)
             steps8(sa, sb, buf, U(8), r0, c0, ra, rb, acc)
 
-    def kernel(a, b, bias, c, a_off, b_off, m_, n_, k_, chunk_, splits_):
+    def kernel(a, b, bias, c, part, counters, a_off, b_off, m_, n_, k_, chunk_, splits_):
         m, n, kk, chunk, splits = U(m_), U(n_), U(k_), U(chunk_), U(splits_)
+        last_count = int32(splits_ - 1)
         sa = cuda.shared.array((2, bk, acols), dtype, alignment=16)
         sb = cuda.shared.array((2, bk, bcols), dtype, alignment=16)
         pa = cuda.local.array(la, dtype)          # the next K-tile, in flight
@@ -257,16 +268,52 @@ def make_bigtile_kernel(name, bm, bn, bk, wm, wn, trans_a, trans_b, has_bias, re
                 store_b(sb, U(1) - buf, tid, pb)
             cuda.syncthreads()
             buf = U(1) - buf
-        cbase = zs * m * n       # slab z of C: (batch, slice) when split, else the batch
+        if not split:            # a compile-time constant: one kernel or the other
+            for r in range(8):
+                i = row0 + r0 + U(r // 4) * HWM + U(r % 4)
+                if i < m:
+                    for h in range(2):
+                        j = col0 + c0 + U(h) * HWN
+                        store4(c, (batch * m + i) * n + j, j, n, bias, acc[r, 4 * h],
+                               acc[r, 4 * h + 1], acc[r, 4 * h + 2], acc[r, 4 * h + 3])
+            return
+        # Split-K: write this slice's partial product to slab zs = (batch, slice) of `part`,
+        # then count the slice in. The block that counts the tile's last slice adds every
+        # slice's partial in slice order (whichever block that is, the sum is the same: the
+        # result is deterministic), applies the epilogue, and sets the counter back to zero
+        # for the next launch. One launch instead of a GEMM and a sum kernel.
         for r in range(8):
             i = row0 + r0 + U(r // 4) * HWM + U(r % 4)
             if i < m:
                 for h in range(2):
                     j = col0 + c0 + U(h) * HWN
-                    store4(c, cbase + i * n + j, j, n, bias, acc[r, 4 * h], acc[r, 4 * h + 1],
-                           acc[r, 4 * h + 2], acc[r, 4 * h + 3])
+                    store4_raw(part, (zs * m + i) * n + j, j, n, bias, acc[r, 4 * h],
+                               acc[r, 4 * h + 1], acc[r, 4 * h + 2], acc[r, 4 * h + 3])
+        last = cuda.shared.array(1, int32)
+        cuda.threadfence()       # this thread's partial is visible to every block before...
+        cuda.syncthreads()       # ...thread 0 counts the block's slice in
+        tile = (batch * U(cuda.gridDim.y) + U(cuda.blockIdx.y)) * U(cuda.gridDim.x) + \
+            U(cuda.blockIdx.x)
+        if tid == U(0):
+            last[0] = 1 if cuda.atomic.add(counters, tile, int32(1)) == last_count else 0
+        cuda.syncthreads()
+        if last[0] == 0:
+            return
+        cuda.threadfence()
+        for r in range(8):
+            i = row0 + r0 + U(r // 4) * HWM + U(r % 4)
+            for h in range(2):
+                for s in range(4):
+                    j = col0 + c0 + U(h) * HWN + U(s)
+                    if i < m and j < n:
+                        v = zero
+                        for q in range(splits):      # L2 loads: never a stale L1 line
+                            v += load_l2(part, ((batch * splits + U(q)) * m + i) * n + j)
+                        c[(batch * m + i) * n + j] = finish(v, bias, j)
+        if tid == U(0):
+            counters[tile] = 0
 
-    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__name__ = kernel.__qualname__ = name + ("_splitk" if split else "")
     # With no register cap ptxas keeps the 64 accumulators, 16 fragments and the in-flight tile
     # in registers without spilling; a cap of 128 (two blocks per SM) made it spill.
     return cuda.jit(kernel)

@@ -9,6 +9,10 @@ into ``ld.global.v4.f32`` (``LDG.E.128`` in SASS) or ``ld.global.v2.f64``:
     v0, v1, v2, v3 = load_vec(a, i, 4)      # a[i], a[i+1], a[i+2], a[i+3], one instruction
     store_vec(c, i, (v0, v1, v2, v3))        # c[i:i+4] = ..., one instruction
 
+``load_l2(a, i)`` reads ``a[i]`` through L2 only (``ld.global.cg``), never from a line the
+multiprocessor's L1 may hold from before another block wrote it: how a block reads what other
+blocks wrote during the same launch (matmul's split-K).
+
 ``width`` must be a compile-time constant, and ``width * itemsize`` must be 16 (4 x float32 or
 2 x float64). The caller guarantees what the instruction needs: ``&a[i]`` 16-byte aligned and
 ``a[i:i+width]`` in bounds. A misaligned vector access is a fault on a GPU ("misaligned
@@ -43,6 +47,9 @@ if SIMULATOR:
             raise ValueError(f"load_vec: misaligned address for element {i} (a GPU would fault)")
         return tuple(arr[int(i) + j] for j in range(width))
 
+    def load_l2(arr, i):
+        return arr[i]
+
     def store_vec(arr, i, values):
         if _address(arr, i) % VECTOR_BYTES:
             raise ValueError(f"store_vec: misaligned address for element {i} (a GPU would fault)")
@@ -50,6 +57,7 @@ if SIMULATOR:
             arr[int(i) + j] = v
 else:
     from llvmlite import ir
+    from numba.cuda import ldcg as load_l2      # noqa: F401  (ld.global.cg: L2, never L1)
     from numba.cuda.extending import intrinsic
 
     def _element_pointer(context, builder, arrty, arr, index, indexty):
