@@ -139,3 +139,16 @@ def udivmod(a, b):
     q = uint32(ua // ub)
     return int64(q), int64(uint32(ua - q * ub))
 
+
+def epilogue(has_bias, relu, zero):
+    """Device function for a GEMM's finished output in column j: + bias[j], then max(., 0).
+    ``has_bias`` and ``relu`` are compile-time constants; ``zero`` is the dtype's 0."""
+    @cuda.jit(device=True)
+    def finish(acc, bias, j):
+        if has_bias:
+            acc += bias[j]
+        if relu and acc < zero:
+            acc = zero
+        return acc
+    return finish
+

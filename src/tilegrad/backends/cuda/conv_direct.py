@@ -63,12 +63,31 @@ SPLIT_MIN_STEPS = 2 if SIMULATOR else 16
 
 
 @functools.lru_cache(maxsize=None)
+def _window(kh, kw, dtype):
+    """Device function: the kh x kw input window of image ``nb`` whose corner is (ohs, ows) in
+    the padded input, into ``win`` (zeros where it falls in the padding)."""
+    zero = dtype(0)
+
+    @cuda.jit(device=True)
+    def window(x, win, nb, ohs, ows, h, wd, ph, pw):
+        for i in range(kh):
+            for j in range(kw):
+                v = zero
+                ihp, iwp = U(ohs + U(i)), U(ows + U(j))
+                if ihp >= ph and ihp < U(h + ph) and iwp >= pw and iwp < U(wd + pw):
+                    v = x[U(U(nb * U(h * wd)) + U(U(U(ihp - ph) * wd) + U(iwp - pw)))]
+                win[i * kw + j] = v
+    return window
+
+
+@functools.lru_cache(maxsize=None)
 def make_conv2d_fwd_direct_kernel(threads, group, kh, kw, has_bias, dtype):
     """Forward for C = 1: thread = output position m = blockIdx.x*T + tid; filters
     blockIdx.y*group + 0..group-1."""
     khw, gk = kh * kw, group * kh * kw
     zero = dtype(0)
     T, G, KHW = U(threads), U(group), U(khw)
+    window = _window(kh, kw, dtype)
 
     @cuda.jit
     def conv2d_fwd_direct_kernel(x, w, bias, out, mm, h, wd, f, howo, wo, sh, sw, ph, pw):
@@ -90,13 +109,7 @@ def make_conv2d_fwd_direct_kernel(threads, group, kh, kw, has_bias, dtype):
             s = U(m - U(nb * howo))
             oh = U(s // wo)
             ohs, ows = U(oh * sh), U(U(s - U(oh * wo)) * sw)   # window corner, padded input
-            for i in range(kh):
-                for j in range(kw):
-                    v = zero
-                    ihp, iwp = U(ohs + U(i)), U(ows + U(j))
-                    if ihp >= ph and ihp < U(h + ph) and iwp >= pw and iwp < U(wd + pw):
-                        v = x[U(U(nb * U(h * wd)) + U(U(U(ihp - ph) * wd) + U(iwp - pw)))]
-                    win[i * kw + j] = v
+            window(x, win, nb, ohs, ows, h, wd, ph, pw)
             obase = U(U(U(nb * f) * howo) + s)
             for g in range(group):
                 fo = U(f0 + U(g))
@@ -183,6 +196,7 @@ def make_conv2d_bwd_weight_direct_kernel(threads, group, kh, kw, dtype):
     assert threads % seg == 0
     zero = dtype(0)
     T, G, KHW = U(threads), U(group), U(khw)
+    window = _window(kh, kw, dtype)
 
     @cuda.jit
     def conv2d_bwd_weight_direct_kernel(gy, x, dw, rows, h, wd, f, ho, wo, sh, sw, ph, pw,
@@ -211,13 +225,7 @@ def make_conv2d_bwd_weight_direct_kernel(threads, group, kh, kw, dtype):
             ow = ow0
             while ow < wo:
                 ows = U(ow * sw)
-                for i in range(kh):
-                    for j in range(kw):
-                        v = zero
-                        ihp, iwp = U(ohs + U(i)), U(ows + U(j))
-                        if ihp >= ph and ihp < U(h + ph) and iwp >= pw and iwp < U(wd + pw):
-                            v = x[U(U(nb * U(h * wd)) + U(U(U(ihp - ph) * wd) + U(iwp - pw)))]
-                        win[i * kw + j] = v
+                window(x, win, nb, ohs, ows, h, wd, ph, pw)
                 gbase = U(U(U(U(nb * f) + f0) * howo) + U(U(oh * wo) + ow))
                 for g in range(group):
                     if f0 + U(g) < f:

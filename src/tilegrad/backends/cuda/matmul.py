@@ -41,6 +41,7 @@ from numba import cuda, float32, float64, int32, int64
 
 from . import matmul_bigtile as bigtile
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
+from .common import epilogue
 from .runtime import (SIMULATOR, ceil_div, empty, from_numpy, launch, multiprocessors,
                       placeholder, xp, zeros)
 
@@ -73,25 +74,11 @@ def _loaders(trans_a, trans_b):
     return load_a, load_b
 
 
-def _epilogue(has_bias, relu, dtype):
-    """Device function applied to each finished output: + bias[j], then max(., 0)."""
-    zero = dtype(0)
-
-    @cuda.jit(device=True)
-    def finish(acc, bias, j):
-        if has_bias:
-            acc += bias[j]
-        if relu and acc < zero:
-            acc = zero
-        return acc
-    return finish
-
-
 @functools.lru_cache(maxsize=None)
 def make_matmul_kernel1(trans_a, trans_b, has_bias, relu, dtype):
     """v1: one thread per output C[i, j] (x: column j, y: row i, z: batch), a K-long loop."""
     load_a, load_b = _loaders(trans_a, trans_b)
-    finish = _epilogue(has_bias, relu, dtype)
+    finish = epilogue(has_bias, relu, dtype(0))
     zero = dtype(0)
 
     @cuda.jit
@@ -113,7 +100,7 @@ def make_matmul_kernel2(tile, trans_a, trans_b, has_bias, relu, dtype):
     tile of A and of B in shared memory (thread (ty, tx) loads A[row, k0+tx] and B[k0+ty, col]),
     then every thread reads TILE values of each from shared memory."""
     load_a, load_b = _loaders(trans_a, trans_b)
-    finish = _epilogue(has_bias, relu, dtype)
+    finish = epilogue(has_bias, relu, dtype(0))
     zero = dtype(0)
 
     @cuda.jit
@@ -146,7 +133,7 @@ def make_matmul_kernel3(bm, bn, bk, tm, tn, trans_a, trans_b, has_bias, relu, dt
     adjacent) and B (BK x BN) in shared memory; each thread then reads TM + TN values per k and
     does TM*TN multiply-adds."""
     load_a, load_b = _loaders(trans_a, trans_b)
-    finish = _epilogue(has_bias, relu, dtype)
+    finish = epilogue(has_bias, relu, dtype(0))
     zero = dtype(0)
     threads = (bm // tm) * (bn // tn)
 
@@ -199,7 +186,7 @@ def make_matmul_kernel4(bm, bn, bk, tm, tn, trans_a, trans_b, has_bias, relu, dt
     memory into registers (the loads are in flight during the arithmetic) and stores it into the
     other buffer afterwards. One barrier per K-tile instead of two."""
     load_a, load_b = _loaders(trans_a, trans_b)
-    finish = _epilogue(has_bias, relu, dtype)
+    finish = epilogue(has_bias, relu, dtype(0))
     zero = dtype(0)
     threads = (bm // tm) * (bn // tn)
     per_a = (bk * bm + threads - 1) // threads     # elements of a tile each thread loads

@@ -42,6 +42,7 @@ import functools
 
 from numba import cuda, int32, uint32
 
+from .common import epilogue
 from .vector import load_l2, load_vec, store_vec
 
 U = uint32
@@ -63,24 +64,30 @@ def _loaders(rows, bk, vw, threads, vec, zero):
     k_vecs, r_vecs = U(bk // vw), U(rows // vw)   # vectors along one tile row, per layout
 
     @cuda.jit(device=True)
+    def gather(x, base, inside, pos, end, regs, at):
+        """x[base : base+vw] into regs[at : at+vw], zeros outside the operand: ``inside`` says
+        whether the vector's row exists, ``pos < end`` whether its first element does along
+        the contiguous dimension. On the vector path that dimension is a multiple of vw, so a
+        vector is all in or all out: one 128-bit load."""
+        if vec:
+            if inside and pos < end:
+                v = load_vec(x, base, vw)
+                for j in range(vw):
+                    regs[at + j] = v[j]
+            else:
+                for j in range(vw):
+                    regs[at + j] = zero
+        else:
+            for j in range(vw):
+                regs[at + j] = x[base + U(j)] if inside and pos + U(j) < end else zero
+
+    @cuda.jit(device=True)
     def fetch_kcontig(x, off, row0, k0, dim, kend, ld, tid, regs):
         for q in range(nv):
             e = tid + U(q) * THREADS
             row = row0 + e // k_vecs
             kq = k0 + (e % k_vecs) * VW
-            base = off + row * ld + kq
-            if vec:     # kend and ld are multiples of vw: a vector is all in or all out
-                if row < dim and kq < kend:
-                    v = load_vec(x, base, vw)
-                    for j in range(vw):
-                        regs[q * vw + j] = v[j]
-                else:
-                    for j in range(vw):
-                        regs[q * vw + j] = zero
-            else:
-                for j in range(vw):
-                    ok = row < dim and kq + U(j) < kend
-                    regs[q * vw + j] = x[base + U(j)] if ok else zero
+            gather(x, off + row * ld + kq, row < dim, kq, kend, regs, q * vw)
 
     @cuda.jit(device=True)
     def store_kcontig(s, buf, tid, regs):
@@ -97,19 +104,7 @@ def _loaders(rows, bk, vw, threads, vec, zero):
             e = tid + U(q) * THREADS
             kp = k0 + e // r_vecs
             row = row0 + (e % r_vecs) * VW
-            base = off + kp * ld + row
-            if vec:     # dim is a multiple of vw: a vector is all in or all out
-                if kp < kend and row < dim:
-                    v = load_vec(x, base, vw)
-                    for j in range(vw):
-                        regs[q * vw + j] = v[j]
-                else:
-                    for j in range(vw):
-                        regs[q * vw + j] = zero
-            else:
-                for j in range(vw):
-                    ok = kp < kend and row + U(j) < dim
-                    regs[q * vw + j] = x[base + U(j)] if ok else zero
+            gather(x, off + kp * ld + row, kp < kend, row, dim, regs, q * vw)
 
     @cuda.jit(device=True)
     def store_rcontig(s, buf, tid, regs):
@@ -135,13 +130,7 @@ def _stores(vw, vec, has_bias, relu, zero):
             store_vec(c, at, (v0, v1))
             store_vec(c, at + U(2), (v2, v3))
 
-    @cuda.jit(device=True)
-    def finish(v, bias, j):
-        if has_bias:
-            v += bias[j]
-        if relu and v < zero:
-            v = zero
-        return v
+    finish = epilogue(has_bias, relu, zero)
 
     @cuda.jit(device=True)
     def store4(c, at, j, n, bias, v0, v1, v2, v3):
