@@ -261,3 +261,34 @@ def test_v2_with_the_gpu_tiles(kind, dtype, with_bias, monkeypatch):
         assert _bwd_weight_splits("v2", GPU_CASES[kind], dtype) > 1
     _check("v2", kind.removeprefix("direct_"), GPU_CASES[kind], dtype, with_bias,
            tol_scale=10.0)
+
+
+# Version 1 with the GPU's 16 x 16 tiles: two blocks (at least) along each grid direction. The
+# backward-data case has stride 2, the path v2 hands to v1.
+V1_GPU_CASES = {
+    "fwd": _gpu_case("gpu_v1_fwd", (1, 3, 17, 5, 4, (3, 3), (1, 1), (1, 1))),      # M 20, F 17
+    "bwd_data": _gpu_case("gpu_v1_bwd_data", (2, 17, 3, 5, 4, (3, 3), (2, 2), (1, 1))),  # M 40
+    "bwd_weight": _gpu_case("gpu_v1_bwd_weight", (1, 2, 17, 5, 4, (3, 3), (1, 1), (1, 1))),
+}
+
+
+@pytest.mark.gpu_tiles
+@pytest.mark.parametrize("pass_", PASSES)
+def test_v1_with_the_gpu_tile(pass_, monkeypatch):
+    monkeypatch.setattr(conv, "TILE", conv.GPU_TILE)
+    _check("v1", pass_, V1_GPU_CASES[pass_], np.float64, with_bias=pass_ == "fwd")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("pass_", PASSES)
+def test_strided_and_offset_views(version, pass_):
+    """Operands that are views: a slice with a stride, and a contiguous view that starts one
+    element into its buffer (not 16-byte aligned)."""
+    x, w, bias, gy, stride, padding = _inputs("3x3_s1_p1", np.float64, seed=4)
+    strided = np.repeat(x, 2, axis=3)[:, :, :, ::2]                # the same values, strided
+    assert not strided.flags.c_contiguous and np.array_equal(strided, x)
+    flat = np.empty(gy.size + 1)
+    offset = flat[1:].reshape(gy.shape)
+    offset[...] = gy
+    got, want = _run(version, pass_, strided, w, bias, offset, stride, padding)
+    assert_close(got, want, 1e-12, 1e-12, what=f"{version} {pass_} on views")

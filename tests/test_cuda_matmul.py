@@ -80,7 +80,7 @@ def test_the_vector_path_is_taken_only_where_rows_are_aligned():
     assert not mm._vector_path(shifted, b, 8, 12, 16, False, False)
 
 
-@pytest.mark.parametrize("version", BIG)
+@pytest.mark.parametrize("version", list(mm.VERSIONS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_offset_and_strided_views(version, dtype):
     """An offset view (data not 16-byte aligned) must not take the vector path, and a
@@ -95,6 +95,9 @@ def test_offset_and_strided_views(version, dtype):
     assert_close(mm.VERSIONS[version](a, b), want, rtol=tol, atol=tol)
     at = np.ascontiguousarray(a.T).T                     # Fortran-ordered: not C-contiguous
     assert_close(mm.VERSIONS[version](at, b), want, rtol=tol, atol=tol)
+    every_other = np.repeat(a, 2, axis=1)[:, ::2]        # one stride throughout: flattens to a
+    assert every_other.reshape(-1).base is not None      # strided view, not a copy
+    assert_close(mm.VERSIONS[version](every_other, b), want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("version", ["v5", "v6"])
@@ -189,3 +192,18 @@ def test_split_k_leaves_its_counters_at_zero_and_repeats_bit_for_bit():
     again = mm._launch_bigtile("v5", a, b, False, False, None, False, splits=3)
     assert np.array_equal(first, again)
     assert_close(first, ref.matmul(a, b), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu_tiles
+@pytest.mark.parametrize("version,shape", [("v1", (33, 35, 21)), ("v2", (33, 35, 21)),
+                                           ("v3", (65, 70, 19)), ("v4", (65, 70, 19))])
+def test_v1_to_v4_with_the_gpu_tiles(version, shape, monkeypatch):
+    """v1-v4 with the tile sizes they launch with on a GPU (16 x 16 threads; 64 x 64 tiles of
+    4 x 4 a thread for v3 and v4), over two blocks or more in each direction."""
+    monkeypatch.setattr(mm, "V2_TILE", 16)
+    monkeypatch.setattr(mm, "V3", dict(BM=64, BN=64, BK=8, TM=4, TN=4))
+    m, n, k = shape
+    a, b = _operands(m, n, k, True, False, np.float64, seed=k)
+    bias = rng(6).standard_normal(n)
+    got = mm.VERSIONS[version](a, b, True, False, bias, True)
+    assert_close(got, ref.matmul(a, b, True, False, bias, True), rtol=1e-12, atol=1e-12)

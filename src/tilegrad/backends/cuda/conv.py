@@ -104,6 +104,7 @@ from numba import cuda, float32, float64, int64, uint32
 
 from . import conv_direct as direct
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
+from .common import flat
 from .common import udivmod
 from .conv_gemm import _k_tile, make_conv2d_bwd_weight_kernel2, make_conv2d_fwd_kernel2
 from .reduce import sum as _sum
@@ -367,12 +368,12 @@ def conv2d_fwd_v1(x, w, bias, stride, padding):
     dt, n, c, h, wd, f, sh, sw, ph, pw, kh, kw, ho, wo = _fwd_shapes(x, w, bias, stride, padding)
     out = empty((n, f, ho, wo), x.dtype)
     has_bias = bias is not None
-    bias_arr = bias.reshape(-1) if has_bias else placeholder(x.dtype)
+    bias_arr = flat(bias) if has_bias else placeholder(x.dtype)
     m = n * ho * wo
     if m and f:
         kernel = make_conv2d_fwd_kernel1(TILE, has_bias, dt)
         grid = (ceil_div(m, TILE), ceil_div(f, TILE))
-        launch(kernel, grid, (TILE, TILE), x.reshape(-1), w.reshape(-1), bias_arr,
+        launch(kernel, grid, (TILE, TILE), flat(x), flat(w), bias_arr,
                out.reshape(-1), n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
     return out
 
@@ -388,7 +389,7 @@ def conv2d_bwd_weight_v1(grad_out, x, w_shape, stride, padding):
     if f and kk:
         kernel = make_conv2d_bwd_weight_kernel1(TILE, dt)
         grid = (ceil_div(kk, TILE), ceil_div(f, TILE), splits)
-        launch(kernel, grid, (TILE, TILE), grad_out.reshape(-1), x.reshape(-1), dw.reshape(-1),
+        launch(kernel, grid, (TILE, TILE), flat(grad_out), flat(x), dw.reshape(-1),
                n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo, chunk)
     return _sum(dw, (0,), False) if splits > 1 else dw
 
@@ -402,7 +403,7 @@ def conv2d_bwd_data_v1(grad_out, w, x_shape, stride, padding):
     if m and c:
         kernel = make_conv2d_bwd_data_kernel1(TILE, dt)
         grid = (ceil_div(m, TILE), ceil_div(c, TILE))
-        launch(kernel, grid, (TILE, TILE), grad_out.reshape(-1), w.reshape(-1), dx.reshape(-1),
+        launch(kernel, grid, (TILE, TILE), flat(grad_out), flat(w), dx.reshape(-1),
                n, c, h, wd, f, kh, kw, sh, sw, ph, pw, ho, wo)
     return dx
 
@@ -447,8 +448,8 @@ def _gemm_fwd2(x, w, bias, n, cin, h, wd, fout, kh, kw, sh, sw, ph, pw, ho, wo, 
     s_i, s_c = (khw, fout * khw) if flip else (cin * khw, khw)     # W offsets per row, channel
     _u32(x.size, w.size, out.size)
     if m and fout:
-        launch(kernel, grid + (splits,), _threads(tiles), x.reshape(-1), w.reshape(-1),
-               bias.reshape(-1) if has_bias else placeholder(x.dtype), out.reshape(-1),
+        launch(kernel, grid + (splits,), _threads(tiles), flat(x), flat(w),
+               flat(bias) if has_bias else placeholder(x.dtype), out.reshape(-1),
                *_u32(cin, h, wd, fout, m, ho * wo, wo, sh, sw, ph, pw, s_i, s_c, tps))
     return _sum(out, (0,), False) if splits > 1 else out
 
@@ -492,7 +493,7 @@ def conv2d_bwd_weight_v2(grad_out, x, w_shape, stride, padding):
     if f and kk:
         kernel = make_conv2d_bwd_weight_kernel2(tiles, kh, kw, dt)
         grid = (ceil_div(kk, bn), ceil_div(f, bm), splits)
-        launch(kernel, grid, _threads(tiles), grad_out.reshape(-1), x.reshape(-1),
+        launch(kernel, grid, _threads(tiles), flat(grad_out), flat(x),
                dw.reshape(-1), *_u32(n, c, h, wd, f, ho, wo, sh, sw, ph, pw, chunk))
     return _sum(dw, (0,), False) if splits > 1 else dw
 

@@ -44,6 +44,7 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, uint32
 
+from .common import flat
 from .reduce import sum as _sum
 from .runtime import SIMULATOR, ceil_div, empty, launch, multiprocessors, placeholder
 
@@ -283,8 +284,8 @@ def conv2d_fwd_direct(x, w, bias, stride, padding, ho, wo):
     m = n * ho * wo
     _u32(x.size, w.size, out.size)
     if m and f:
-        launch(kernel, (ceil_div(m, threads), ceil_div(f, group)), threads, x.reshape(-1),
-               w.reshape(-1), bias.reshape(-1) if has_bias else placeholder(x.dtype),
+        launch(kernel, (ceil_div(m, threads), ceil_div(f, group)), threads, flat(x),
+               flat(w), flat(bias) if has_bias else placeholder(x.dtype),
                out.reshape(-1), *_u32(m, h, wd, f, ho * wo, wo, sh, sw, ph, pw))
     return out
 
@@ -301,7 +302,7 @@ def conv2d_bwd_data_direct(grad_out, w, x_shape, stride, padding):
     m = n * h * wd
     _u32(grad_out.size, w.size, dx.size)
     if m:
-        launch(kernel, ceil_div(m, threads), threads, grad_out.reshape(-1), w.reshape(-1),
+        launch(kernel, ceil_div(m, threads), threads, flat(grad_out), flat(w),
                dx.reshape(-1), *_u32(m, h, wd, f, ho, wo, sh, sw, ph, pw))
     return dx
 
@@ -329,7 +330,7 @@ def conv2d_bwd_weight_direct(grad_out, x, w_shape, stride, padding):
     kernel = make_conv2d_bwd_weight_direct_kernel(threads, group, kh, kw, _NUMBA_DTYPES[x.dtype])
     _u32(grad_out.size, x.size, dw.size)
     if f:
-        launch(kernel, (splits, groups), threads, grad_out.reshape(-1), x.reshape(-1),
+        launch(kernel, (splits, groups), threads, flat(grad_out), flat(x),
                dw.reshape(-1), *_u32(n * ho, h, wd, f, ho, wo, sh, sw, ph, pw, chunk, rps))
     return _sum(dw, (0,), False) if splits > 1 else dw
 

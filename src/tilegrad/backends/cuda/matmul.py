@@ -41,6 +41,7 @@ from numba import cuda, float32, float64, int32, int64
 
 from . import matmul_bigtile as bigtile
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
+from .common import flat
 from .common import epilogue
 from .runtime import (SIMULATOR, ceil_div, empty, from_numpy, launch, multiprocessors,
                       placeholder, xp, zeros)
@@ -293,7 +294,7 @@ def _prepare(a, b, trans_a, trans_b, bias):
                                                 m * k, k * n)
     out = empty(tuple(batch) + (m, n), a.dtype)
     bias_arr = bias if bias is not None else placeholder(a.dtype)
-    return (m, n, k, count, out, a_off, b_off, bias_arr.reshape(-1), _NUMBA_DTYPES[a.dtype])
+    return (m, n, k, count, out, a_off, b_off, flat(bias_arr), _NUMBA_DTYPES[a.dtype])
 
 
 def _launch(version, a, b, trans_a, trans_b, bias, relu):
@@ -314,7 +315,7 @@ def _launch(version, a, b, trans_a, trans_b, bias, relu):
         threads, tile_m, tile_n = (p["BN"] // p["TN"], p["BM"] // p["TM"]), p["BM"], p["BN"]
     if m and n and count:
         grid = (ceil_div(n, tile_n), ceil_div(m, tile_m), count)
-        launch(kernel, grid, threads, a.reshape(-1), b.reshape(-1), bias_arr, out.reshape(-1),
+        launch(kernel, grid, threads, flat(a), flat(b), bias_arr, out.reshape(-1),
                a_off, b_off, m, n, k)
     return out
 
@@ -418,6 +419,7 @@ def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", split
     cfg = tile_config(tiles or version, a.dtype, simulator_tiles)
     bk = cfg["bk"]
     chunk, splits = _slices(k, splits, bk)
+    a, b = flat(a), flat(b)      # C-contiguous: a strided view is copied first
     vec = _vector_path(a, b, m, n, k, trans_a, trans_b)
     kernel = bigtile.make_bigtile_kernel(f"matmul_kernel{version[1:]}", cfg["bm"], cfg["bn"], bk,
                                          cfg["wm"], cfg["wn"], trans_a, trans_b,
@@ -428,7 +430,7 @@ def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", split
         counters = _tile_counters(grid[0] * grid[1] * count)
     else:
         part, counters = placeholder(a.dtype), placeholder(np.int32)
-    launch(kernel, grid, cfg["bm"] * cfg["bn"] // 64, a.reshape(-1), b.reshape(-1), bias_arr,
+    launch(kernel, grid, cfg["bm"] * cfg["bn"] // 64, a, b, bias_arr,
            out.reshape(-1), part, counters, a_off, b_off, m, n, k, chunk, splits)
     return out
 
