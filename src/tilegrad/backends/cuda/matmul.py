@@ -409,7 +409,14 @@ def _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles="", split
                     simulator_tiles=SIMULATOR):
     """v5/v6 with tile configuration ``tiles`` (default: the version's own) and ``splits``
     slices of K (1: no split-K)."""
-    m, n, k, count, out, a_off, b_off, bias_arr, dt = _prepare(a, b, trans_a, trans_b, bias)
+    return _run_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles, splits,
+                        simulator_tiles, _prepare(a, b, trans_a, trans_b, bias))
+
+
+def _run_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles, splits, simulator_tiles,
+                 prepared):
+    """``_launch_bigtile`` once ``_prepare`` has checked the operands and made the output."""
+    m, n, k, count, out, a_off, b_off, bias_arr, dt = prepared
     if not (m and n and count):
         return out
     limit = 2 ** 32
@@ -469,6 +476,13 @@ def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
     """``(tiles, kernel version, splits)`` that ``auto`` runs for an (M, N, K) GEMM, ``count``
     batches: the rules of AUTO_RULES applied to this shape and the GPU's multiprocessors."""
     sms = multiprocessors() if sms is None else sms
+    return _plan(m, n, k, count, _itemsize(dtype), sms, simulator)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(m, n, k, count, itemsize, sms, simulator):
+    """``plan``, cached: auto asks on every call, and a training step repeats its shapes."""
+    dtype = np.float64 if itemsize == 8 else np.float32
 
     def blocks(tiles):
         cfg = tile_config(tiles, dtype, simulator)
@@ -492,11 +506,11 @@ def plan(m, n, k, count=1, dtype=np.float32, sms=None, simulator=SIMULATOR):
 def matmul_auto(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
     """The kernel that suits the shape (``plan``): big tiles for big GEMMs; smaller tiles, then
     deterministic split-K, when the grid would fill less than a wave of the GPU."""
-    m, k = (a.shape[-1], a.shape[-2]) if trans_a else a.shape[-2:]
-    n = b.shape[-2] if trans_b else b.shape[-1]
-    count = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
+    prepared = _prepare(a, b, trans_a, trans_b, bias)
+    m, n, k, count = prepared[:4]
     tiles, version, splits = plan(m, n, k, count, a.dtype)
-    return _launch_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles, splits)
+    return _run_bigtile(version, a, b, trans_a, trans_b, bias, relu, tiles, splits, SIMULATOR,
+                        prepared)
 
 
 VERSIONS = {"v1": matmul_v1, "v2": matmul_v2, "v3": matmul_v3, "v4": matmul_v4,
