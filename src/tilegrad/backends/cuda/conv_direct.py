@@ -63,6 +63,17 @@ SPLIT_TARGET = 4
 SPLIT_MIN_STEPS = 2 if SIMULATOR else 16
 
 
+@cuda.jit(device=True)
+def _tap_source(p, t, stride, size):
+    """The output coordinate o whose tap t reads padded-input coordinate p (p = o*stride + t),
+    and whether it exists (a whole o in [0, size)): (ok, o), both uint32, o = 0 when not ok."""
+    ok, o = U(0), U(0)
+    if p >= t:
+        o = U(U(p - t) // stride)
+        ok = U(U(o * stride) == U(p - t) and o < size)
+    return ok, o
+
+
 @functools.lru_cache(maxsize=None)
 def _window(kh, kw, dtype):
     """Device function: the kh x kw input window of image ``nb`` whose corner is (ohs, ows) in
@@ -147,21 +158,10 @@ def make_conv2d_bwd_data_direct_kernel(threads, chunk, kh, kw, dtype):
         # Tap (i, j) of output (oh, ow) reads input (oh*sh - ph + i, ow*sw - pw + j): input (ih, iw)
         # gets it from oh = (ih + ph - i) / sh where that is whole and in [0, Ho). Decoded once.
         for i in range(kh):
-            a = U(ih + ph)
-            ok = U(0)
-            oh = U(0)
-            if a >= U(i):
-                oh = U(U(a - U(i)) // sh)
-                ok = U(U(oh * sh) == U(a - U(i)) and oh < ho)
+            ok, oh = _tap_source(U(ih + ph), U(i), sh, ho)
             rowok[i], roff[i] = ok, U(oh * wo)
         for j in range(kw):
-            b = U(iw + pw)
-            ok = U(0)
-            ow = U(0)
-            if b >= U(j):
-                ow = U(U(b - U(j)) // sw)
-                ok = U(U(ow * sw) == U(b - U(j)) and ow < wo)
-            colok[j], coff[j] = ok, ow
+            colok[j], coff[j] = _tap_source(U(iw + pw), U(j), sw, wo)
         acc = zero
         f0 = U(0)
         while f0 < f:
