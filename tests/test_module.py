@@ -392,8 +392,8 @@ def test_gradients_accumulate():
     assert np.array_equal(first, w.numpy())
     (x * w).sum().backward()
     assert np.array_equal(x.grad.numpy(), 2 * w.numpy())
-    y = x * x          # one graph, two backward calls
-    y.sum().backward()
+    y = x * x          # one graph, two backward calls: the first keeps what the graph saved
+    y.sum().backward(retain_graph=True)
     y.sum().backward()
     assert_close(x.grad.numpy(), 2 * w.numpy() + 4 * x.numpy(), rtol=1e-6, atol=1e-6)
 

@@ -1,9 +1,21 @@
 """Reverse-mode automatic differentiation: ``Function`` nodes and the backward pass.
 
-A ``Function`` computes on backend arrays. ``Fn.apply(*inputs, **options)`` runs
-``forward`` on the inputs' arrays and, when gradients are being recorded and some input
-requires one, remembers the inputs so that ``Tensor.backward`` can later call
-``backward(grad)``, which returns one gradient array (or None) per tensor input.
+A ``Function`` computes on backend arrays. ``Fn.apply(*inputs, **options)`` runs ``forward`` on
+the inputs' arrays and, when gradients are being recorded and some input requires one, records
+an edge per tensor input: the node that made it (a Function and which of its outputs), or the
+leaf tensor itself. ``Tensor.backward`` later walks those edges and calls ``backward(grad)``,
+which returns one gradient array (or None) per tensor input.
+
+Edges are taken when the node is made, so an in-place operation that later gives an input a new
+history does not rewire nodes that used its old value. Two rules keep results honest, as in
+PyTorch:
+
+- **Saved tensors have versions.** Every tensor's storage has a version counter that in-place
+  operations bump (views and ``detach()`` share it). When a node saves an input or output array
+  for its backward, it notes that counter's value; backward refuses, before computing anything,
+  when one has changed since.
+- **A graph is freed by its backward.** Unless ``retain_graph=True``, backward drops what each
+  node saved; a second backward through a node that had saved something raises.
 """
 import contextlib
 import threading
@@ -15,27 +27,85 @@ def is_grad_enabled():
     return getattr(_state, "enabled", True)
 
 
-def set_grad_enabled(mode):
-    _state.enabled = bool(mode)
+def _set_enabled(mode):
+    _state.enabled = mode
 
 
-@contextlib.contextmanager
-def _grad_mode(mode):
-    before = is_grad_enabled()
-    set_grad_enabled(mode)
-    try:
-        yield
-    finally:
-        set_grad_enabled(before)
+class _GradMode(contextlib.ContextDecorator):
+    """Sets the grad mode on entry (or on construction) and restores the previous one on exit.
+    Usable as ``with``, and as a decorator (each call enters and exits)."""
+
+    mode = None
+
+    def __init__(self):
+        self._before = []
+
+    def __enter__(self):
+        self._before.append(is_grad_enabled())
+        _set_enabled(self.mode)
+
+    def __exit__(self, *exc):
+        _set_enabled(self._before.pop())
+        return False
 
 
-def no_grad():
-    """Context manager: operations inside record no graph (``with tilegrad.no_grad(): ...``)."""
-    return _grad_mode(False)
+class no_grad(_GradMode):
+    """``with tilegrad.no_grad(): ...``: operations inside record no graph (also a decorator)."""
+    mode = False
 
 
-def enable_grad():
-    return _grad_mode(True)
+class enable_grad(_GradMode):
+    """``with tilegrad.enable_grad(): ...``: record graphs again inside a ``no_grad`` block."""
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """``set_grad_enabled(False)`` switches graph recording off at once, as a function; as a
+    context manager (``with set_grad_enabled(mode): ...``) it restores the previous mode on exit.
+
+    Args:
+        mode (bool): record graphs (True) or not (False).
+    """
+
+    def __init__(self, mode):
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {type(mode).__name__}")
+        super().__init__()
+        self.mode = mode
+        self._before.append(is_grad_enabled())   # the function form takes effect at once
+        _set_enabled(mode)
+
+    def __enter__(self):
+        _set_enabled(self.mode)   # already set by __init__ for ``with set_grad_enabled(m):``
+
+    def __exit__(self, *exc):
+        _set_enabled(self._before.pop() if self._before else True)
+        return False
+
+    def __call__(self, fn):   # as a decorator: undo the immediate effect, then wrap
+        _set_enabled(self._before.pop())
+
+        def wrapped(*args, **kwargs):
+            self._before.append(is_grad_enabled())
+            _set_enabled(self.mode)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _set_enabled(self._before.pop())
+        return wrapped
+
+
+class Version:
+    """The version counter of one storage: bumped by every in-place write. ``last_op`` names the
+    write, for the error that a changed saved tensor raises."""
+    __slots__ = ("value", "last_op")
+
+    def __init__(self):
+        self.value, self.last_op = 0, None
+
+    def bump(self, op):
+        self.value += 1
+        self.last_op = op
 
 
 class Function:
@@ -46,13 +116,26 @@ class Function:
     tuple of arrays. ``backward(self, *grads)`` receives one gradient per output (None for
     outputs nothing depended on) and returns one gradient per tensor input. ``self.backend``
     is the inputs' backend, ``self.needs_input_grad`` says which inputs want a gradient.
+    Arrays that backward needs go through ``save_for_backward``, so that they are version-checked
+    and freed with the graph.
+
+    Class attributes: ``view`` (the output shares the input's storage: reshape), and
+    ``copies_a_view`` (PyTorch would return a view but tilegrad returns a copy, so an in-place
+    change of the output would not reach the input and is refused).
     """
+    view = False
+    copies_a_view = False
+    created = 0   # how many nodes were made so far: each node's ``seq``
 
     def __init__(self, backend, needs_input_grad):
+        self.seq = Function.created
+        Function.created += 1
         self.backend = backend
         self.needs_input_grad = needs_input_grad
-        self.inputs = ()
+        self.edges = ()
         self.saved = ()
+        self.saved_versions = ()   # (position in saved, Version, value when saved)
+        self.freed = False
 
     def save_for_backward(self, *values):
         self.saved = values
@@ -70,38 +153,82 @@ class Function:
         dev = tensors[0].device
         for t in tensors[1:]:
             if t.device != dev:
-                raise ValueError(f"{cls.op_name()}: tensors are on different devices "
-                                 f"({dev} and {t.device})")
+                from .errors import DeviceMismatchError
+                raise DeviceMismatchError(f"{cls.op_name()}: tensors are on different devices "
+                                          f"({dev} and {t.device})")
         needs = tuple(t.requires_grad for t in tensors)
         fn = cls(dev.backend, needs)
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
         dev = getattr(fn, "out_device", dev)   # set by the one Function that changes device
         record = is_grad_enabled() and any(needs)
-        if record:
-            fn.inputs = tuple(tensors)
-        if isinstance(out, tuple):
-            results = tuple(Tensor._make(o, dev, record) for o in out)
+        outs = out if isinstance(out, tuple) else (out,)
+        results = tuple(Tensor._make(o, dev, record) for o in outs)
+        for k, r in enumerate(results):
+            if cls.view:   # shares the storage: one version counter, and the base to refuse
+                src = tensors[0]    # in-place history on the view
+                r._version_counter = src._version_counter
+                r._base = src if src._base is None else src._base
+            if fn.copies_a_view:
+                r._copy_of = fn.op_name()
             if record:
-                fn.n_outputs = len(results)
-                for k, r in enumerate(results):
-                    r._ctx, r._out_index = fn, k
-            return results
-        result = Tensor._make(out, dev, record)
+                r._ctx, r._out_index = fn, k
         if record:
-            fn.n_outputs = 1
-            result._ctx, result._out_index = fn, 0
-        return result
+            fn.n_outputs = len(results)
+            fn.edges = tuple(t._edge() for t in tensors)
+            fn._note_saved_versions(tensors, results)
+        else:
+            fn.saved = ()   # nothing will call backward: free at once
+        return results if isinstance(out, tuple) else results[0]
+
+    def _note_saved_versions(self, inputs, outputs):
+        """For each saved array that is an input's or output's storage, its version now."""
+        noted = []
+        for pos, s in enumerate(self.saved):
+            owner = next((t for t in (*inputs, *outputs) if t.data is s), None)
+            if owner is not None:
+                noted.append((pos, owner._version_counter, owner._version_counter.value))
+        self.saved_versions = tuple(noted)
+
+    def _protect(self, array, backend):
+        """``array`` is about to be overwritten in place: keep a private copy of it where this
+        node saved it (the gradient needs the value from before the write)."""
+        keep = [(pos, v, n) for pos, v, n in self.saved_versions if self.saved[pos] is not array]
+        if len(keep) == len(self.saved_versions):
+            return
+        self.saved = tuple(backend.copy(s) if s is array else s for s in self.saved)
+        self.saved_versions = tuple(keep)
+
+    def _check_saved(self):
+        """Raise if backward cannot run on this node: freed, or a saved tensor changed."""
+        if self.freed:
+            raise RuntimeError(
+                f"backward: trying to backward through the graph a second time ({self.op_name()} "
+                f"has already freed the tensors it saved). Pass retain_graph=True to the first "
+                f"backward() to keep them.")
+        for pos, version, value in self.saved_versions:
+            if version.value != value:
+                s = self.saved[pos]
+                raise RuntimeError(
+                    f"backward: a tensor of shape {tuple(s.shape)} that {self.op_name()} saved "
+                    f"for its gradient was modified by an in-place operation ({version.last_op}): "
+                    f"it is at version {version.value}, {self.op_name()} expected {value}. "
+                    f"Use an out-of-place operation, or .clone() the tensor before changing it.")
+
+    def _free(self):
+        if self.saved or self.saved_versions:
+            self.freed = True
+        self.saved, self.saved_versions = (), ()
 
     @classmethod
     def op_name(cls):
         return getattr(cls, "name", cls.__name__.lower())
 
 
-def _toposort(root):
-    """Functions reachable from ``root``, each after every Function that consumes its outputs."""
+def _toposort(root_fn):
+    """Functions reachable from ``root_fn``, each after every Function that consumes its outputs."""
     order, seen = [], set()
-    stack = [(root._ctx, False)]
+    stack = [(root_fn, False)]
     while stack:
         fn, done = stack.pop()
         if done:
@@ -111,32 +238,39 @@ def _toposort(root):
             continue
         seen.add(id(fn))
         stack.append((fn, True))
-        for t in fn.inputs:
-            if t._ctx is not None and id(t._ctx) not in seen:
-                stack.append((t._ctx, False))
+        for edge in fn.edges:
+            if edge is not None and isinstance(edge[0], Function) and id(edge[0]) not in seen:
+                stack.append((edge[0], False))
     return order[::-1]
 
 
-def backward(root, grad):
+def backward(root, grad, retain_graph=False):
     """Propagate ``grad`` (an array shaped like ``root``) back through the graph of ``root``,
-    accumulating into the ``.grad`` of every leaf tensor that requires a gradient."""
+    accumulating into the ``.grad`` of every leaf tensor that requires a gradient. Every node is
+    checked first, so a refused backward changes no gradient."""
     if root._ctx is None:
         root._accumulate(grad)
         return
+    order = _toposort(root._ctx)
+    for fn in order:
+        fn._check_saved()
     grads = {(id(root._ctx), root._out_index): grad}
-    for fn in _toposort(root):
+    for fn in order:
         outs = [grads.pop((id(fn), k), None) for k in range(fn.n_outputs)]
         if all(g is None for g in outs):
             continue
         with no_grad():
             in_grads = fn.backward(*outs) if fn.n_outputs > 1 else fn.backward(outs[0])
+        if not retain_graph:
+            fn._free()
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        for t, g in zip(fn.inputs, in_grads):
-            if g is None or not t.requires_grad:
+        for edge, g in zip(fn.edges, in_grads):
+            if g is None or edge is None:
                 continue
-            if t._ctx is None:
-                t._accumulate(g)
-            else:
-                key = (id(t._ctx), t._out_index)
-                grads[key] = g if key not in grads else fn.backend.binary("add", grads[key], g)
+            node, k = edge
+            if not isinstance(node, Function):
+                node._accumulate(g)
+                continue
+            key = (id(node), k)
+            grads[key] = g if key not in grads else fn.backend.binary("add", grads[key], g)

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import autograd, dtypes
 from .backends import get_device
+from .inplace import InplaceOps
 from .ops import elementwise as E
 from .ops import nn as N
 from .ops import shape as S
@@ -29,7 +30,7 @@ def check_can_require_grad(dtype):
         raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
                         f"this one is {dtype}")
 
-class Tensor:
+class Tensor(InplaceOps):
     """An n-dimensional array on a device that can record how it was computed.
 
     Make one with ``tilegrad.tensor``, ``zeros``, ``randn`` and the like. Arithmetic follows
@@ -45,12 +46,27 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._out_index = 0
+        self._version_counter = autograd.Version()   # shared by tensors over the same storage
+        self._base = None      # the tensor this one is a view of (reshape), if any
+        self._copy_of = None   # the op, if PyTorch would have returned a view and we a copy
         self._requires_grad = False
         self.requires_grad = requires_grad
 
     @staticmethod
     def _make(data, device, requires_grad):
         return Tensor(data, device, requires_grad)
+
+    @property
+    def _version(self):
+        """How many times this tensor's storage was changed in place (as PyTorch's)."""
+        return self._version_counter.value
+
+    def _edge(self):
+        """Where a gradient for this tensor goes: the node that made it and which of its outputs
+        this is, the tensor itself for a leaf, or None when it needs no gradient."""
+        if not self.requires_grad:
+            return None
+        return (self, 0) if self._ctx is None else (self._ctx, self._out_index)
 
     # ------------------------------------------------------------ attributes
     @property
@@ -119,8 +135,11 @@ class Tensor:
         return self.numpy().reshape(()).item()
 
     def detach(self):
-        """The same values, cut from the graph (no copy on the same device)."""
-        return Tensor(self.data, self.device, False)
+        """The same values, cut from the graph. It shares the storage (and so the version
+        counter): changing it in place changes ``self``."""
+        out = Tensor(self.data, self.device, False)
+        out._version_counter, out._base = self._version_counter, self._base
+        return out
 
     def clone(self):
         return self + 0 if self.dtype in dtypes.FLOATING else Tensor(self._be.copy(self.data), self.device)
@@ -170,11 +189,18 @@ class Tensor:
         return f"tensor({body}{extra})"
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient=None):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires a gradient.
 
-        ``gradient`` (same shape as ``self``) is required unless ``self`` has one element.
+        Args:
+            gradient: same shape as ``self``; required unless ``self`` has one element.
+            retain_graph (bool): keep what the graph saved, so that backward can run through it
+                again. By default it is freed, and a second backward raises RuntimeError.
+            create_graph: only False (higher-order gradients are not supported).
         """
+        if create_graph:
+            raise NotImplementedError("backward: create_graph=True (gradients of gradients) is "
+                                      "not supported")
         if not self.requires_grad:
             raise ValueError("backward: this tensor does not require grad and has no grad_fn")
         if gradient is None:
@@ -193,7 +219,7 @@ class Tensor:
             if gradient.device != self.device:
                 raise ValueError(f"backward: gradient is on {gradient.device}, the tensor on {self.device}")
             g = gradient.data
-        autograd.backward(self, g)
+        autograd.backward(self, g, retain_graph=bool(retain_graph))
 
     def _zero_grad(self, set_to_none=True):
         if set_to_none or self.grad is None:

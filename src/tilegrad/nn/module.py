@@ -36,18 +36,37 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        """PyTorch's rules: a Parameter or Module value is registered under ``name`` (a
+        re-assigned one keeps its place in the order); a name registered as a parameter takes
+        only a Parameter or None, one registered as a module only a Module or None, so that a
+        plain tensor never silently replaces a parameter."""
         if "_parameters" not in self.__dict__:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
-        # Re-assigning a parameter (or module) keeps its place in the order, as in torch.
-        if not isinstance(value, Parameter):
-            self._parameters.pop(name, None)
-        if not isinstance(value, Module):
-            self._modules.pop(name, None)
+        params, modules = self._parameters, self._modules
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            modules.pop(name, None)
+            params[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
+                                f"of {type(self).__name__} (tilegrad.nn.Parameter or None "
+                                f"expected)")
+            params[name] = None
         elif isinstance(value, Module):
-            self._modules[name] = value
+            params.pop(name, None)
+            modules[name] = value
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
+                                f"'{name}' of {type(self).__name__} (tilegrad.nn.Module or None "
+                                f"expected)")
+            modules[name] = None
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter, or None for an absent optional one) under ``name``."""
@@ -68,7 +87,7 @@ class Module:
         """(name, module) for each direct child, a module registered twice only once (as torch)."""
         seen = set()
         for name, m in self._modules.items():
-            if id(m) not in seen:
+            if m is not None and id(m) not in seen:
                 seen.add(id(m))
                 yield name, m
 
@@ -83,7 +102,8 @@ class Module:
         seen.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+            if m is not None:
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self):
         return (m for _, m in self.named_modules())
@@ -108,7 +128,8 @@ class Module:
             if p is not None:
                 yield prefix + name, p
         for name, m in self._modules.items():
-            yield from m._parameter_slots(f"{prefix}{name}.")
+            if m is not None:
+                yield from m._parameter_slots(f"{prefix}{name}.")
 
     def apply(self, fn):
         for m in self.children():
@@ -182,6 +203,7 @@ class Module:
         for k, v in arrays.items():   # everything checked: now write
             p = own[k]
             p.device.backend.copy_into(p.data, p.device.backend.from_numpy(v))
+            p._version_counter.bump("load_state_dict")
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ printing
@@ -189,7 +211,8 @@ class Module:
         return ""
 
     def __repr__(self):
-        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()]
+        lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()
+                 if m is not None]
         head = f"{type(self).__name__}({self.extra_repr()}"
         if not lines:
             return head + ")"

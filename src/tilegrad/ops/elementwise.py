@@ -19,13 +19,21 @@ def _shape(x):
 
 
 class _Binary(Function):
-    """``a op b`` with broadcasting; ``b`` may be a Python scalar (then it gets no gradient)."""
+    """``a op b`` with broadcasting; ``b`` may be a Python scalar (then it gets no gradient).
+    Only the operands the gradient will read are saved (``_to_save``), as PyTorch does, so that
+    changing another one in place afterwards is not an error."""
 
     def forward(self, a, b):
         self.a_shape, self.b_shape = _shape(a), _shape(b)
         self.b_is_array = hasattr(b, "shape")
-        self.save_for_backward(a, b)
+        self.save_for_backward(*self._to_save(a, b))
         return self.backend.binary(self.name, a, b)
+
+    def _to_save(self, a, b):
+        return a, b
+
+    def _b_needs_grad(self):
+        return self.b_is_array and self.needs_input_grad[1]
 
     def _grads(self, grad, ga, gb):
         be = self.backend
@@ -39,12 +47,18 @@ class _Binary(Function):
 class Add(_Binary):
     name = "add"
 
+    def _to_save(self, a, b):
+        return ()
+
     def backward(self, grad):
         return self._grads(grad, grad, grad)
 
 
 class Sub(_Binary):
     name = "sub"
+
+    def _to_save(self, a, b):
+        return ()
 
     def backward(self, grad):
         gb = self.backend.unary("neg", grad) if self.b_is_array else None
@@ -54,23 +68,30 @@ class Sub(_Binary):
 class Mul(_Binary):
     name = "mul"
 
+    def _to_save(self, a, b):   # da needs b, db needs a
+        keep_b = self.needs_input_grad[0] or not self.b_is_array
+        return (a if self._b_needs_grad() else None), (b if keep_b else None)
+
     def backward(self, grad):
         a, b = self.saved
         be = self.backend
-        ga = be.binary("mul", grad, b)
-        gb = be.binary("mul", grad, a) if self.b_is_array else None
+        ga = be.binary("mul", grad, b) if self.needs_input_grad[0] else None
+        gb = be.binary("mul", grad, a) if self._b_needs_grad() else None
         return self._grads(grad, ga, gb)
 
 
 class Div(_Binary):
     name = "div"
 
+    def _to_save(self, a, b):   # da needs b, db needs a and b
+        return (a if self._b_needs_grad() else None), b
+
     def backward(self, grad):
         a, b = self.saved
         be = self.backend
-        ga = be.binary("div", grad, b)
+        ga = be.binary("div", grad, b) if self.needs_input_grad[0] else None
         gb = None
-        if self.b_is_array:   # d(a/b)/db = -a / b^2
+        if self._b_needs_grad():   # d(a/b)/db = -a / b^2
             gb = be.unary("neg", be.binary("div", be.binary("mul", grad, a), be.binary("mul", b, b)))
         return self._grads(grad, ga, gb)
 

@@ -74,11 +74,12 @@ class MaxPool2d(Function):
 
     def forward(self, x, kernel, stride, padding):
         self.in_shape = tuple(x.shape)
-        y, self.argmax = self.backend.max_pool2d_fwd(x, kernel, stride, padding)
+        y, argmax = self.backend.max_pool2d_fwd(x, kernel, stride, padding)
+        self.save_for_backward(argmax)
         return y
 
     def backward(self, grad):
-        return self.backend.max_pool2d_bwd(grad, self.argmax, self.in_shape)
+        return self.backend.max_pool2d_bwd(grad, self.saved[0], self.in_shape)
 
 
 class LSTMCellPointwise(Function):

@@ -1,9 +1,14 @@
 """Functions that move data without arithmetic: reshape, permute, index, concatenate."""
+import numbers
+
 from ..autograd import Function
 
 
 class Reshape(Function):
+    """A view: the backends reshape C-contiguous arrays without moving data, so the output
+    shares the input's storage (and its version counter)."""
     name = "reshape"
+    view = True
 
     def forward(self, x, shape):
         self.in_shape = tuple(x.shape)
@@ -15,6 +20,7 @@ class Reshape(Function):
 
 class Permute(Function):
     name = "permute"
+    copies_a_view = True   # a view in PyTorch, a copy here
 
     def forward(self, x, axes):
         self.axes = axes
@@ -29,6 +35,7 @@ class Permute(Function):
 
 class Expand(Function):
     name = "expand"
+    copies_a_view = True   # a view in PyTorch, a copy here
 
     def forward(self, x, shape):
         self.in_shape = tuple(x.shape)
@@ -45,6 +52,9 @@ class Index(Function):
 
     def forward(self, x, key):
         self.in_shape, self.key = tuple(x.shape), key
+        # Basic indexing (ints, slices, None, ...) is a view in PyTorch; here it is a copy.
+        self.copies_a_view = all(k is None or k is Ellipsis or isinstance(k, (numbers.Integral, slice))
+                                 for k in key)
         return self.backend.index(x, key)
 
     def backward(self, grad):
@@ -56,6 +66,7 @@ class Unbind(Function):
     gradients once (zeros for unused slices): cheaper than indexing slice by slice, where each
     slice's backward would scatter into a zero array the size of ``x``."""
     name = "unbind"
+    copies_a_view = True   # views in PyTorch, copies here
 
     def forward(self, x, axis):
         self.axis, self.in_shape = axis, tuple(x.shape)

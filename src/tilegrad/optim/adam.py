@@ -30,3 +30,4 @@ class Adam(Optimizer):
                     p.device.backend.adam_step(p.data, p.grad.data, state["exp_avg"].data,
                                                state["exp_avg_sq"].data, state["step"], g["lr"],
                                                b1, b2, g["eps"], g["weight_decay"])
+                    p._version_counter.bump("Adam.step")   # backward must not use the old value

@@ -32,3 +32,4 @@ class SGD(Optimizer):
                     buf = state["momentum_buffer"].data if g["momentum"] else None
                     p.device.backend.sgd_step(p.data, p.grad.data, buf, g["lr"], g["momentum"],
                                               g["dampening"], g["weight_decay"], g["nesterov"], first)
+                    p._version_counter.bump("SGD.step")   # backward must not use the old value

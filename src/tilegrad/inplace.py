@@ -1,0 +1,189 @@
+"""In-place operations on tensors, with PyTorch's autograd rules.
+
+Each in-place operation computes its result out of place (so type promotion, broadcasting and
+errors are those of the ordinary operation), checks that the result fits the tensor it changes,
+then writes it into that tensor's storage and bumps the storage's version counter. When a graph
+is being recorded, the tensor takes the result's history (it becomes the output of the
+operation, as ``y.add_(1)`` makes ``y``'s ``grad_fn`` an add in PyTorch).
+
+What is refused, before anything is written (all RuntimeError, as in PyTorch):
+
+- changing a leaf tensor that requires grad while gradients are recorded (write parameter updates
+  inside ``tilegrad.no_grad()``);
+- giving a history to a view (``reshape``/``view``) while gradients are recorded: the tensor it
+  views would not see that history;
+- changing a tensor that PyTorch would return as a view but tilegrad returns as a copy
+  (``permute``, ``transpose``, ``t``, ``T``, ``expand``, ``unbind``, basic indexing), because the
+  change would not reach the original; ``.clone()`` it first to say a copy is meant;
+- a result whose shape or dtype cannot be stored in the tensor (``int_tensor.add_(0.5)``, or a
+  ``(3,)`` tensor plus a ``(2, 3)`` one).
+
+Backward later refuses to use a tensor that a node saved and that was changed in place since (see
+``tilegrad.autograd``).
+"""
+import numpy as np
+
+from . import autograd, dtypes
+from .errors import DtypeError, ShapeError
+
+
+def _bound(t, value, op, name):
+    if value is None or hasattr(value, "shape") or isinstance(value, (int, float, np.number)):
+        return value
+    raise TypeError(f"{op}: {name} must be a number or a tensor, got {type(value).__name__}")
+
+
+class InplaceOps:
+    """The in-place methods of ``Tensor`` (mixed into it)."""
+
+    # ------------------------------------------------------------ the rules
+    def _check_writable(self, op):
+        if self._copy_of is not None:
+            raise RuntimeError(
+                f"{op}: this tensor of shape {self.shape} is a copy made by {self._copy_of}, which "
+                f"returns a view in PyTorch; changing it in place would not change the tensor it "
+                f"came from. Use an out-of-place operation, or .clone() it first.")
+        if autograd.is_grad_enabled() and self.requires_grad and self.is_leaf:
+            raise RuntimeError(
+                f"{op}: a leaf tensor of shape {self.shape} that requires grad cannot be changed "
+                f"in place while gradients are recorded; do it inside tilegrad.no_grad() (as an "
+                f"optimizer step does).")
+
+    def _write(self, out, op, first_node):
+        """Store ``out`` (the result, computed out of place) into ``self``; ``first_node`` is the
+        sequence number of the first graph node the computation made."""
+        if out.shape != self.shape:
+            raise ShapeError(f"{op}: the result has shape {out.shape}, the tensor changed in place "
+                             f"{self.shape} (an in-place operation cannot broadcast that tensor)")
+        if not np.can_cast(out.dtype, self.dtype, "same_kind"):
+            raise DtypeError(f"{op}: the result is {out.dtype}, which cannot be stored in place in "
+                             f"a {self.dtype} tensor")
+        if out.dtype != self.dtype:
+            out = out.to(dtype=self.dtype)
+        if out._ctx is not None and self._base is not None:
+            raise RuntimeError(
+                f"{op}: this tensor of shape {self.shape} is a view of a tensor of shape "
+                f"{self._base.shape}; an in-place operation that records a gradient on a view is "
+                f"not supported. Use an out-of-place operation.")
+        if out._ctx is not None:   # nodes just made that saved our array need its old value
+            for fn in _nodes_since(out._ctx, first_node):
+                fn._protect(self.data, self._be)
+        if out.data is not self.data:
+            self._be.copy_into(self.data, out.data)
+        self._version_counter.bump(op)
+        if out._ctx is not None:
+            self._ctx, self._out_index = out._ctx, out._out_index
+            self._requires_grad = True
+        return self
+
+    def _inplace(self, op, compute):
+        self._check_writable(op)
+        first = autograd.Function.created
+        return self._write(compute(), op, first)
+
+    # ------------------------------------------------------------ the operations
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place; returns ``self``."""
+        return self._inplace("add_", lambda: self + (other if alpha == 1 else other * alpha))
+
+    def sub_(self, other, alpha=1):
+        """``self -= alpha * other`` in place; returns ``self``."""
+        return self._inplace("sub_", lambda: self - (other if alpha == 1 else other * alpha))
+
+    def mul_(self, other):
+        return self._inplace("mul_", lambda: self * other)
+
+    def div_(self, other):
+        return self._inplace("div_", lambda: self / other)
+
+    def clamp(self, min=None, max=None):
+        """Each element limited to ``[min, max]`` (either may be None; ``max`` wins if
+        ``min > max``). The gradient passes where ``min <= x <= max``, as in PyTorch."""
+        min, max = _bound(self, min, "clamp", "min"), _bound(self, max, "clamp", "max")
+        if min is None and max is None:
+            raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+        out = self if min is None else self.maximum(min)
+        # min(y, max) = -max(-y, -max); ties send the gradient to y, so it passes at x == max
+        return out if max is None else -((-out).maximum(-max))
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace("clamp_", lambda: self.clamp(min, max))
+
+    def fill_(self, value):
+        """Every element set to ``value`` (a number, or a tensor of one element)."""
+        if hasattr(value, "shape"):
+            if value.numel() != 1:
+                raise RuntimeError(f"fill_: the value must have one element, got shape "
+                                   f"{tuple(value.shape)}")
+            value = value.item()
+        if not isinstance(value, (bool, int, float, np.number)):
+            raise TypeError(f"fill_: the value must be a number, got {type(value).__name__}")
+
+        def compute():
+            from .tensor import Tensor
+            filled = Tensor(self._be.full(self.shape, value, self.dtype), self.device)
+            return Overwrite.apply(self, filled) if self.requires_grad else filled
+        return self._inplace("fill_", compute)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def copy_(self, src):
+        """The values of ``src`` (broadcast to this shape, cast to this dtype, moved to this
+        device) written into ``self``; the gradient flows to ``src``."""
+        from .ops.shape import Expand
+        if not hasattr(src, "shape") or not hasattr(src, "_edge"):
+            raise TypeError(f"copy_: expects a tensor, got {type(src).__name__}")
+        try:
+            fits = np.broadcast_shapes(src.shape, self.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(f"copy_: a tensor of shape {src.shape} cannot be broadcast to "
+                             f"{self.shape}")
+
+        def compute():
+            moved = src.to(self.device, self.dtype) if self.dtype in dtypes.FLOATING else \
+                src.detach().to(self.device, self.dtype)
+            out = Expand.apply(moved, self.shape)   # always a new array and a node
+            return Overwrite.apply(self, out) if self.requires_grad else out
+        return self._inplace("copy_", compute)
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+
+class Overwrite(autograd.Function):
+    """``new`` in place of ``old``: the old history gets a zero gradient (as PyTorch's for
+    ``fill_`` and ``copy_``), ``new`` the whole of it."""
+    name = "overwrite"
+
+    def forward(self, old, new):
+        self.old_shape, self.old_dtype = tuple(old.shape), old.dtype
+        return new
+
+    def backward(self, grad):
+        return self.backend.zeros(self.old_shape, self.old_dtype), grad
+
+
+def _nodes_since(root, first):
+    """The graph nodes reachable from ``root`` that were made at or after sequence ``first``."""
+    found, stack, seen = [], [root], set()
+    while stack:
+        fn = stack.pop()
+        if id(fn) in seen or fn.seq < first:
+            continue
+        seen.add(id(fn))
+        found.append(fn)
+        stack.extend(e[0] for e in fn.edges
+                     if e is not None and isinstance(e[0], autograd.Function))
+    return found
