@@ -21,7 +21,10 @@ def demo_args(task, out, device, data_dir):
     settings = dict(RECIPES[task], task=task, device=device, data_dir=data_dir, dataset=None,
                     limit=None, eval_limit=None, seed=0, out=os.path.join(out, task),
                     resume=None, log_every=5, bptt=RECIPES[task].get("bptt"),
-                    clip=RECIPES[task].get("clip"))
+                    clip=RECIPES[task].get("clip"),
+                    # The demo's runs are its own: each demo replaces the previous one's (a run
+                    # folder that holds a run is otherwise refused).
+                    overwrite=True)
     settings.update(DEMO[task])
     return argparse.Namespace(**settings)
 

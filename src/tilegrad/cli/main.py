@@ -1,38 +1,86 @@
 """The ``tilegrad`` command: train, generate, info, bench, demo, sass."""
 import argparse
+import math
 import os
 import sys
 
 from tilegrad import DeviceUnavailableError
 from tilegrad.data import DataNotFoundError
 
-from .tasks import RECIPES
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse ``type``: a finite ``kind`` (int or float) within the bounds, else an
+    ArgumentTypeError, so that a bad value stops the command before anything runs or is written.
+    (``--limit 0`` used to mean "everything" and ``--limit -90`` "all but the last 90".)"""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if low_open else '>='} {low}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"{text} must be {'<' if high_open else '<='} {high}")
+        return value
+    parse.__name__ = kind.__name__    # argparse names the type in some of its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, low=1)
+COUNT = _number(int, low=0)
+POSITIVE = _number(float, low=0, low_open=True)
+MOMENTUM = _number(float, low=0, high=1, high_open=True)
+
+# Mirrors trainer.MAY_CHANGE; said here so that -h tells it.
+RESUME_HELP = ("continue a run from a checkpoint, or from a run folder's latest checkpoint. The "
+               "run keeps its settings: only --epochs, --device, --out, --data-dir, --log-every, "
+               "--quiet and --overwrite may be given anew; any other flag must match the "
+               "checkpoint's value or is an error")
 
 
 def _train_parser(sub):
     p = sub.add_parser("train", help="train a reference model (mlp, cnn or lm)",
                        description="Train a reference model with its reference recipe; every "
-                                   "setting can be changed by a flag.")
+                                   "setting can be changed by a flag.",
+                       epilog="A run folder holds one run. A new run into a folder that holds one "
+                              "is refused unless --overwrite; --resume continues it. Two runs "
+                              "cannot use one folder at once (run.lock). See "
+                              "docs/training-runs.md.")
     p.add_argument("task", choices=["mlp", "cnn", "lm"])
-    p.add_argument("--epochs", type=int, help="default: mlp 10, cnn 3, lm 5")
-    p.add_argument("--batch-size", type=int, help="default: mlp 64, cnn 64, lm 20")
-    p.add_argument("--lr", type=float, help="default: mlp 0.01, cnn 0.01, lm 0.001")
+    # Defaults of None: a flag given on the command line can be told from one left out (resume
+    # checks the given ones against the checkpoint); the trainer fills in the rest.
+    p.add_argument("--epochs", type=COUNT,
+                   help="train up to this epoch (default: mlp 10, cnn 3, lm 5; 0 checks the "
+                        "settings and data and writes nothing)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, help="default: mlp 64, cnn 64, lm 20")
+    p.add_argument("--lr", type=POSITIVE, help="default: mlp 0.01, cnn 0.01, lm 0.001")
     p.add_argument("--optimizer", choices=["sgd", "adam"], help="default: sgd, lm adam")
-    p.add_argument("--momentum", type=float, help="SGD momentum; default: cnn 0.9, else 0")
-    p.add_argument("--bptt", type=int, help="lm: truncated-BPTT window (default 35)")
-    p.add_argument("--clip", type=float, help="lm: gradient-norm clipping (default 0.25)")
+    p.add_argument("--momentum", type=MOMENTUM,
+                   help="SGD momentum in [0, 1); default: cnn 0.9, else 0")
+    p.add_argument("--bptt", type=POSITIVE_INT, help="lm: truncated-BPTT window (default 35)")
+    p.add_argument("--clip", type=POSITIVE, help="lm: gradient-norm clipping (default 0.25)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10"],
                    help="mlp/cnn data (default Fashion-MNIST; guessed from --data-dir)")
     p.add_argument("--data-dir", help="where the data is (default: $TILEGRAD_DATA, then the "
                                       "Debian packages' folders)")
-    p.add_argument("--limit", type=int, help="use only the first N training images (lm: tokens)")
-    p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images "
-                                                  "(lm: validation tokens)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="folder for metrics, curves and checkpoints (default runs/TASK)")
-    p.add_argument("--resume", help="a checkpoint, or a run folder (its latest checkpoint)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between metric records")
+    p.add_argument("--limit", type=POSITIVE_INT,
+                   help="use only the first N training images (lm: tokens)")
+    p.add_argument("--eval-limit", type=POSITIVE_INT,
+                   help="evaluate on the first N test images (lm: validation tokens)")
+    p.add_argument("--seed", type=COUNT, help="default 0")
+    p.add_argument("--out", help="folder for metrics, curves and checkpoints (default runs/TASK; "
+                                 "with --resume, the checkpoint's folder)")
+    p.add_argument("--resume", help=RESUME_HELP)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out: its metrics, curves and checkpoints "
+                        "(with --resume: the checkpoints after the one resumed from, or another "
+                        "run in --out)")
+    p.add_argument("--log-every", type=POSITIVE_INT, help="steps between metric records "
+                                                          "(default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -61,7 +109,8 @@ def build_parser():
     b.add_argument("--results-md", help="also update this device's section of this Markdown file")
     b.add_argument("--no-torch", action="store_true", help="tilegrad rows only")
     d = sub.add_parser("demo", help="train the three models briefly and write a report")
-    d.add_argument("--out", default="report", help="report folder (default ./report)")
+    d.add_argument("--out", default="report", help="report folder (default ./report); its runs "
+                   "OUT/mlp, OUT/cnn and OUT/lm are replaced each time")
     d.add_argument("--device", default="cpu")
     d.add_argument("--data-dir", help="folder with the data, as for train")
     s = sub.add_parser("sass", help="compile a CUDA kernel family for sm_90 (no GPU needed) and "
@@ -79,19 +128,12 @@ def _sass(args):
     return subprocess.run(cmd + (["--out", args.out] if args.out else []), env=env).returncode
 
 
-def _with_recipe(args):
-    for k, v in RECIPES[args.task].items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
-    return args
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             from .trainer import train
-            train(_with_recipe(args), quiet=args.quiet)
+            train(args, quiet=args.quiet)
         elif args.command == "generate":
             from .generate import generate
             print(generate(args.checkpoint, args.words, args.temperature, args.seed, args.device))

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import tempfile
 import time
 
 try:
@@ -36,24 +37,59 @@ class Progress:
 
 class MetricsLog:
     """Append-only JSON lines: ``{"kind": "step", ...}`` every few steps and ``{"kind": "epoch",
-    ...}`` after each evaluation. On resume, records after the checkpoint's epoch are dropped."""
+    ...}`` after each evaluation. It starts from ``history`` (a resumed run's records up to its
+    checkpoint; nothing for a new run), written atomically by ``write_metrics``."""
 
-    def __init__(self, path, keep_through_epoch=None):
+    def __init__(self, path, history=()):
         self.path = path
-        kept = []
-        if keep_through_epoch is not None and os.path.exists(path):
-            kept = [r for r in read_metrics(path) if r["epoch"] <= keep_through_epoch]
-        with open(path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        write_metrics(path, history)
 
     def write(self, **record):
+        # One short append per record: a kill can tear at most the last line, which
+        # read_metrics then drops.
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
 
+def write_metrics(path, records):
+    """Replace ``path`` by ``records`` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over it. A kill at any moment leaves the old log or the new one whole, never
+    an empty or half-written one (which an in-place rewrite would)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def read_metrics(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a metrics log. The last line may be torn (a run killed while appending to
+    it): it is dropped with a warning. Any other line that is not a JSON record is an error that
+    names the file and the line, as the log cannot be trusted past it."""
+    with open(path, errors="replace") as f:
+        lines = [(no, line) for no, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for k, (no, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "kind" not in record or "epoch" not in record:
+                raise ValueError("not a metrics record")
+        except ValueError as e:
+            if k == len(lines) - 1:
+                print(f"warning: {path}: dropped its last line ({no}), which is cut short or "
+                      f"unreadable ({e})", file=sys.stderr, flush=True)
+                break
+            raise ValueError(f"{path}, line {no}: not a metrics record ({e}); fix or remove "
+                             f"that line, or start the run again with --overwrite") from None
+        records.append(record)
+    return records
 
 
 def plot_curves(records, path, metric, title):

@@ -13,6 +13,8 @@ import tilegrad as tg
 import tilegrad.nn.functional as F
 from tilegrad import data, models
 
+from .rundir import TrainingError
+
 # The reference recipes; every value can be overridden by a flag.
 RECIPES = {
     "mlp": dict(epochs=10, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.0),
@@ -39,10 +41,15 @@ class ClassificationTask:
         self.dataset, splits = load_images(args.dataset, args.data_dir)
         train_x, train_y = splits["train"]
         test_x, test_y = splits["test"]
-        if args.limit:
+        # Limits are positive (the flags are checked when parsed); None means all the data.
+        if args.limit is not None:
             train_x, train_y = train_x[:args.limit], train_y[:args.limit]
-        if args.eval_limit:
+        if args.eval_limit is not None:
             test_x, test_y = test_x[:args.eval_limit], test_y[:args.eval_limit]
+        for split, y in (("training", train_y), ("test", test_y)):
+            if len(y) == 0:   # no batch to train on, or nothing to divide the accuracy by
+                raise TrainingError(f"{kind}: the {split} split of {self.dataset} in "
+                                    f"{args.data_dir or 'the default data folder'} is empty")
         train_x, test_x = _normalise(train_x), _normalise(test_x)
         # Standardise with the training set's per-channel mean and std.
         mean = train_x.mean(axis=(0, 2, 3), keepdims=True)
@@ -110,8 +117,18 @@ class LanguageModelTask:
     def __init__(self, args, device):
         self.device, self.bptt = device, args.bptt
         self.corpus = data.Corpus(args.data_dir)
-        train = self.corpus.train[:args.limit] if args.limit else self.corpus.train
-        valid = self.corpus.valid[:args.eval_limit] if args.eval_limit else self.corpus.valid
+        train, valid = self.corpus.train, self.corpus.valid
+        if args.limit is not None:
+            train = train[:args.limit]
+        if args.eval_limit is not None:
+            valid = valid[:args.eval_limit]
+        # batchify lays N tokens out as N // B rows of B columns; a window needs two rows (inputs
+        # and the next tokens), so one training batch needs 2B tokens and one evaluation 2x10.
+        _enough("training", len(train), 2 * args.batch_size,
+                f"for one batch of --batch-size {args.batch_size}", "--limit", args.limit)
+        _enough("validation", len(valid), 2 * LM_EVAL_BATCH,
+                f"for one evaluation batch of {LM_EVAL_BATCH} columns", "--eval-limit",
+                args.eval_limit)
         self.train = data.batchify(train, args.batch_size)
         self.valid = data.batchify(valid, LM_EVAL_BATCH)
         vocab_size = len(self.corpus.vocab)
@@ -150,12 +167,20 @@ class LanguageModelTask:
                 total += loss.item() * y.size
                 count += y.size
         val_loss = total / count
-        return {"val_ppl": math.exp(val_loss), "val_loss": val_loss,
-                "unigram_ppl": self.unigram_ppl}
+        # exp overflows a float past 709: a diverged model's perplexity is inf, not an error.
+        ppl = math.inf if val_loss > 700 else math.exp(val_loss)
+        return {"val_ppl": ppl, "val_loss": val_loss, "unigram_ppl": self.unigram_ppl}
 
     def checkpoint_extra(self):
         return {"vocab": list(self.corpus.vocab.itos),
                 "model_config": {"kind": "lm", "vocab_size": len(self.corpus.vocab)}}
+
+
+def _enough(split, have, need, what, flag, limit):
+    if have < need:
+        source = f" ({flag} {limit})" if limit is not None else ""
+        raise TrainingError(f"lm: {have} {split} tokens{source} are too few: at least {need} are "
+                            f"needed {what}")
 
 
 def make_task(name, args, device):
