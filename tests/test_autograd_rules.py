@@ -100,6 +100,16 @@ def test_changing_a_saved_parameter_before_backward_raises(device, change):
     assert all(p.grad is None for p in m.parameters()), "a refused backward changed a gradient"
 
 
+def test_init_functions_are_in_place_writes():
+    m = nn.Linear(3, 2)
+    loss = _linear_loss(m, tg.randn(4, 3))
+    before = m.weight._version
+    nn.init.normal_(m.weight)
+    assert m.weight._version == before + 1
+    with pytest.raises(RuntimeError, match=r"\(nn.init\)"):
+        loss.backward()
+
+
 def test_version_counter_is_shared_by_views_and_detach():
     x = tg.randn(2, 3) * 1
     v, d = x.reshape(6), x.detach()

@@ -11,6 +11,7 @@ def _fill(tensor, values):
     with no_grad():
         be = tensor.device.backend
         be.copy_into(tensor.data, be.from_numpy(np.asarray(values, dtype=tensor.dtype)))
+    tensor._version_counter.bump("nn.init")   # an in-place write, as any other
     return tensor
 
 
