@@ -126,6 +126,29 @@ def test_big_tiles_float32_with_epilogue_and_broadcast_batches(version):
     assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("version", BIG)
+@pytest.mark.parametrize("n", [2, 6, 10])
+def test_float64_vector_path_when_n_is_2_mod_4(version, n):
+    """float64 rows are 16-byte aligned for every even N, but a thread's 4 columns then end past
+    N: the second 2-wide store must be skipped (it wrote out of bounds before)."""
+    a, b = _operands(3, n, 4, False, True, np.float64, seed=n)
+    bias = rng(n).standard_normal(n)
+    assert mm._vector_path(a, b, 3, n, 4, False, True)
+    assert_close(mm.VERSIONS[version](a, b, False, True), ref.matmul(a, b, False, True),
+                 rtol=1e-12, atol=1e-12)
+    assert_close(mm.VERSIONS[version](a, b, False, True, bias, True),   # bias read only inside
+                 ref.matmul(a, b, False, True, bias, True), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n", [(0, 2), (3, 0), (0, 0)])
+def test_empty_output_on_auto(m, n, dtype):
+    """auto planned an empty output by dividing by its zero blocks."""
+    a, b = _operands(m, n, 3, False, True, dtype)
+    got = mm.VERSIONS["auto"](a, b, False, True)
+    assert got.shape == (m, n)
+
+
 def test_empty_inner_dimension_gives_zeros_plus_bias():
     a, b = np.zeros((3, 0)), np.zeros((0, 5))
     bias = rng(2).standard_normal(5)

@@ -499,7 +499,7 @@ def _plan(m, n, k, count, itemsize, sms, simulator):
     if _itemsize(dtype) == 8:
         return tiles, "v5", 1      # float64's split-K kernel would spill (255 registers)
     k_tiles = ceil_div(k, tile_config(tiles, dtype, simulator)["bk"])
-    want = ceil_div(wave(tiles), blocks(tiles))
+    want = ceil_div(wave(tiles), max(blocks(tiles), 1))   # no blocks: an empty output
     return tiles, "v5", max(1, min(want, k_tiles // SPLIT_MIN_TILES, SPLIT_MAX))
 
 

@@ -120,25 +120,27 @@ def _loaders(rows, bk, vw, threads, vec, zero):
 
 def _stores(vw, vec, has_bias, relu, zero):
     """Device function writing one thread's 4 adjacent outputs of a row (+ bias, ReLU)."""
-    if vw == 4:
-        @cuda.jit(device=True)
-        def put4(c, at, v0, v1, v2, v3):
-            store_vec(c, at, (v0, v1, v2, v3))
-    else:
-        @cuda.jit(device=True)
-        def put4(c, at, v0, v1, v2, v3):
-            store_vec(c, at, (v0, v1))
-            store_vec(c, at + U(2), (v2, v3))
-
     finish = epilogue(has_bias, relu, zero)
+
+    if vw == 4:   # n is a multiple of 4 on the vector path: all four columns in, or all out
+        @cuda.jit(device=True)
+        def put4(c, at, j, n, bias, v0, v1, v2, v3):
+            if j < n:
+                store_vec(c, at, (finish(v0, bias, j), finish(v1, bias, j + U(1)),
+                                  finish(v2, bias, j + U(2)), finish(v3, bias, j + U(3))))
+    else:         # float64: n is a multiple of 2 only, so the second pair may lie past the end
+        @cuda.jit(device=True)
+        def put4(c, at, j, n, bias, v0, v1, v2, v3):
+            if j < n:
+                store_vec(c, at, (finish(v0, bias, j), finish(v1, bias, j + U(1))))
+            if j + U(2) < n:
+                store_vec(c, at + U(2), (finish(v2, bias, j + U(2)), finish(v3, bias, j + U(3))))
 
     @cuda.jit(device=True)
     def store4(c, at, j, n, bias, v0, v1, v2, v3):
-        if vec:                          # n is a multiple of vw: all four in, or all out
-            if j < n:
-                put4(c, at, finish(v0, bias, j), finish(v1, bias, j + U(1)),
-                     finish(v2, bias, j + U(2)), finish(v3, bias, j + U(3)))
-        else:                            # bias[j] is read only where column j exists
+        if vec:                          # bias[j] is read only where column j exists
+            put4(c, at, j, n, bias, v0, v1, v2, v3)
+        else:
             if j < n:
                 c[at] = finish(v0, bias, j)
             if j + U(1) < n:
