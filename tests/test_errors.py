@@ -158,8 +158,9 @@ def test_conv2d_non_4d_input_changes_nothing():
     m = nn.Conv2d(3, 4, 3)
     params = with_grads(m, tg.randn(1, 3, 5, 6))
     before = snapshot(*params)
-    with refused(ValueError, match=msg("conv2d", (3, 7, 9), (4, 3, 3, 3))):
-        m(tg.randn(3, 7, 9))
+    # (A 3-D input is an unbatched image, as in PyTorch: 5-D is the error.)
+    with refused(ValueError, match=msg("conv2d", (1, 1, 3, 7, 9))):
+        m(tg.randn(1, 1, 3, 7, 9))
     assert_unchanged(before, params)
 
 
@@ -184,8 +185,9 @@ def test_cross_entropy_shape_mismatch():
         F.cross_entropy(logits, tg.tensor([1, 2]))
     with refused(ValueError, match=msg("cross_entropy", (3, 5), (3, 1))):
         nn.CrossEntropyLoss()(logits, tg.tensor([[1], [2], [0]]))
-    with refused(ValueError, match=msg("cross_entropy", (5,), ())):
-        F.cross_entropy(tg.randn(5), tg.tensor(1))
+    # (An unbatched input of shape (5,) takes a target of shape () or (1,), as in PyTorch.)
+    with refused(ValueError, match=msg("cross_entropy", (5,), (2,))):
+        F.cross_entropy(tg.randn(5), tg.tensor([1, 2]))
     assert logits.grad is None
 
 
@@ -358,6 +360,63 @@ def test_broadcast_failure_with_numpy_operand():
         x + np.ones(5, dtype=np.float32)
     with refused(ValueError, match=msg("mul", (3, 4), (2, 4))):
         np.ones((2, 4), dtype=np.float32) * x
+
+
+# ---------------------------------------------------------------- dimension arguments
+
+# Every dimension argument is checked: IndexError as in PyTorch, naming the op and the shape.
+# The first four cases were bugs on main: they returned a wrong shape (the dim taken modulo the
+# rank) instead of raising.
+@pytest.mark.parametrize("name, call", [
+    ("transpose", lambda t: t.transpose(0, 5)),
+    ("unsqueeze", lambda t: t.unsqueeze(5)),
+    ("unsqueeze", lambda t: t.unsqueeze(-5)),
+    ("stack", lambda t: tg.stack([t, t], dim=7)),
+    ("transpose", lambda t: t.transpose(-3, 0)),
+    ("stack", lambda t: tg.stack([t, t], dim=-4)),
+    ("cat", lambda t: tg.cat([t, t], 2)),
+    ("flatten", lambda t: t.flatten(0, 2)),
+    ("squeeze", lambda t: t.squeeze(2)),
+    ("unbind", lambda t: t.unbind(-3)),
+    ("permute", lambda t: t.permute(0, 2)),
+    ("size", lambda t: t.size(2)),
+    ("sum", lambda t: t.sum((0, 2))),
+    ("mean", lambda t: t.mean(-3)),
+    ("amax", lambda t: t.amax(2)),
+    ("max", lambda t: t.max(2)),
+    ("argmax", lambda t: t.argmax(-3)),
+], ids=["transpose(0,5)", "unsqueeze(5)", "unsqueeze(-5)", "stack(dim=7)", "transpose(-3,0)",
+        "stack(dim=-4)", "cat", "flatten", "squeeze", "unbind", "permute", "size", "sum", "mean",
+        "amax", "max", "argmax"])
+def test_dimension_out_of_range_is_an_index_error(name, call):
+    t = tg.randn(2, 3, requires_grad=True)
+    before = snapshot(t)
+    with refused(IndexError, match=msg(name, "out of range", (2, 3))):
+        call(t)
+    assert_unchanged(before, [t])
+
+
+# Reductions without an identity (max, argmax) over no elements. Bugs on main: amax raised
+# ValueError and argmax passed NumPy's raw "attempt to get argmax of an empty sequence"; PyTorch
+# raises IndexError for a named dim of length 0, RuntimeError (IndexError for argmax) without one.
+@pytest.mark.parametrize("name, call, error", [
+    ("amax", lambda t: t.amax(0), IndexError),
+    ("argmax", lambda t: t.argmax(0), IndexError),
+    ("argmax", lambda t: t.argmax(), IndexError),
+    ("max", lambda t: t.max(0), IndexError),
+    ("amax", lambda t: t.amax((1, 0)), IndexError),
+    ("amax", lambda t: t.amax(), RuntimeError),
+    ("max", lambda t: t.max(), RuntimeError),
+], ids=["amax(0)", "argmax(0)", "argmax()", "max(0)", "amax((1,0))", "amax()", "max()"])
+def test_reduction_over_no_elements(name, call, error):
+    t = tg.zeros(0, 3, requires_grad=True)
+    with refused(error, match=msg(name, (0, 3))):
+        call(t)
+
+
+def test_reduction_along_a_nonempty_dimension_of_an_empty_tensor():
+    t = tg.zeros(3, 0)
+    assert t.amax(0).shape == t.argmax(0).shape == t.max(0).indices.shape == (0,)
 
 
 # ---------------------------------------------------------------- reshape and requires_grad

@@ -256,6 +256,24 @@ def test_integer_to_negative_power_is_an_error_as_in_torch():
         tg.arange(1, 4) ** -1
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # NumPy's, for 0 ** -1 and the like
+@pytest.mark.parametrize("p", [0, 0.0, 1, 1.0, 0.5, -0.5, 2, 3, -1, 1.5, -1.5])
+def test_pow_at_zero_matches_torch(p):
+    """x ** p and its gradient where x is 0 (and -0.0, and negative). Bug on main: the gradient
+    of x ** 0 at 0 was NaN (0 * 0 ** -1); PyTorch's is 0. Elsewhere PyTorch's values stand,
+    infinities and NaN included: x ** 0.5 has gradient inf at 0, x ** -0.5 is -inf at -0.0."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    a = np.array([0.0, -0.0, 2.0, -3.0])
+    t, r = tg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    (t ** p).backward(tg.ones(4, dtype=tg.float64))
+    (r ** p).backward(torch.ones(4, dtype=torch.float64))
+    np.testing.assert_allclose((t ** p).numpy(), (r ** p).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(t.grad.numpy(), r.grad.numpy(), rtol=1e-12)
+    y, ref = (t ** p).numpy(), (r ** p).detach().numpy()
+    assert np.array_equal(np.signbit(y[~np.isnan(y)]), np.signbit(ref[~np.isnan(ref)]))
+
+
 @pytest.mark.parametrize("op", SHAPE_OPS)
 def test_shape_ops_gradients_central_differences(op):
     check_grad(SHAPE_OPS[op][0], arr(3, 5, 7, seed=60))

@@ -163,7 +163,8 @@ class Function:
         dev = getattr(fn, "out_device", dev)   # set by the one Function that changes device
         record = is_grad_enabled() and any(needs)
         outs = out if isinstance(out, tuple) else (out,)
-        results = tuple(Tensor._make(o, dev, record) for o in outs)
+        # Only floating outputs carry a gradient (an integer output of a float input does not).
+        results = tuple(Tensor._make(o, dev, record and o.dtype.kind == "f") for o in outs)
         for k, r in enumerate(results):
             if cls.view:   # shares the storage: one version counter, and the base to refuse
                 src = tensors[0]    # in-place history on the view
@@ -171,7 +172,7 @@ class Function:
                 r._base = src if src._base is None else src._base
             if fn.copies_a_view:
                 r._copy_of = fn.op_name()
-            if record:
+            if r.requires_grad:
                 r._ctx, r._out_index = fn, k
         if record:
             fn.n_outputs = len(results)

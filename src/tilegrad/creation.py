@@ -1,8 +1,10 @@
 """Making tensors: from data, filled, random, ranges (torch's factory functions)."""
 import numpy as np
 
+from . import _checks as C
 from . import dtypes
 from .backends import get_device
+from .errors import ArgumentError
 from .tensor import Tensor, _shape_args, check_can_require_grad
 
 def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
@@ -51,8 +53,18 @@ def from_numpy(a):
 
 
 def _filled(value, shape, dtype, device, requires_grad, op):
+    shape = C.sizes(_shape_args(shape, op), op)
     dev, dtype = _device_and_dtype(device, dtype, op, requires_grad=requires_grad)
-    t = Tensor(dev.backend.full(_shape_args(shape, op), value, dtype), dev)
+    if dtype.kind in "iu" and not isinstance(value, (bool, np.bool_)):
+        # PyTorch's range check: an int may wrap into an unsigned dtype from as far below 0 as
+        # the dtype reaches above (-1 gives 255 in uint8); a float must fit.
+        lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+        if dtype.kind == "u" and C.is_int(value):
+            lo = -hi
+        if not lo <= value <= hi:
+            raise ArgumentError(f"{op}: the value {value} does not fit in {dtype}")
+        value = np.array(value).astype(dtype).item()   # -1 to 255, 2.5 to 2: a C cast
+    t = Tensor(dev.backend.full(shape, value, dtype), dev)
     t.requires_grad = requires_grad
     return t
 
@@ -66,6 +78,12 @@ def ones(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    """A tensor of ``size`` filled with ``fill_value``; without ``dtype``, the value's (as
+    PyTorch: a bool gives bool, an int int64, a float the default dtype)."""
+    if dtype is None and isinstance(fill_value, (bool, np.bool_)):
+        dtype = dtypes.bool_
+    elif dtype is None and C.is_int(fill_value):
+        dtype = dtypes.int64
     return _filled(fill_value, (tuple(size),), dtype, device, requires_grad, "full")
 
 
@@ -102,8 +120,14 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     """Values from ``start`` to ``end`` (excluded) by ``step``; int64 unless a number is a float."""
     if end is None:
         start, end = 0, start
+    if (step > 0 and start > end) or (step < 0 and start < end):
+        raise ArgumentError(f"arange: the bounds [{start}, {end}) and the step {step} have "
+                            f"inconsistent signs")
+    if dtype is not None and dtypes.as_dtype(dtype, "arange") == dtypes.int64:
+        # PyTorch truncates the numbers to int64 (after checking their signs): 0.5 steps by 0.
+        start, end, step = int(start), int(end), int(step)
     if step == 0:
-        raise ValueError("arange: step must not be zero")
+        raise ArgumentError("arange: step must not be zero")
     values = np.arange(start, end, step)
     if dtype is None:
         dtype = dtypes.int64 if values.dtype.kind in "iu" else dtypes.get_default_dtype()

@@ -102,6 +102,9 @@ class InplaceOps:
         min, max = _bound(self, min, "clamp", "min"), _bound(self, max, "clamp", "max")
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+        if self.dtype.kind == "u":   # the negations below would wrap around: clamp in int64
+            out = self.long().clamp(min, max)
+            return out.to(dtype=self.dtype) if out.dtype == dtypes.int64 else out
         out = self if min is None else self.maximum(min)
         # min(y, max) = -max(-y, -max); ties send the gradient to y, so it passes at x == max
         return out if max is None else -((-out).maximum(-max))

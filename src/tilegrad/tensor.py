@@ -3,22 +3,26 @@ import collections
 
 import numpy as np
 
+from . import _checks as C
 from . import autograd, dtypes
 from .backends import get_device
+from .errors import ArgumentError, DtypeError, ShapeError
 from .inplace import InplaceOps
 from .ops import elementwise as E
 from .ops import nn as N
 from .ops import shape as S
 
-_Scalar = (int, float, bool, np.integer, np.floating)
+_Scalar = (int, float, bool, np.integer, np.floating, np.bool_)
 MaxResult = collections.namedtuple("max", ["values", "indices"])
 
 
 def _shape_args(shape, op):
     """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3)."""
+    if not shape:   # f() is no shape (f(()) is the 0-d one), as in PyTorch
+        raise TypeError(f"{op}: missing the shape argument")
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    if not all(isinstance(n, (int, np.integer)) for n in shape):
+    if not all(C.is_int(n) for n in shape):
         raise TypeError(f"{op}: a shape is made of integers, got {shape}")
     return tuple(int(n) for n in shape)
 
@@ -26,9 +30,9 @@ def _shape_args(shape, op):
 
 def check_can_require_grad(dtype):
     """Refuse gradients for a tensor of ``dtype`` unless it is floating-point."""
-    if dtype not in dtypes.FLOATING:
-        raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
-                        f"this one is {dtype}")
+    if dtype not in dtypes.FLOATING:   # DtypeError: PyTorch raises RuntimeError
+        raise DtypeError(f"requires_grad: only floating-point tensors can require gradients, "
+                         f"this one is {dtype}")
 
 class Tensor(InplaceOps):
     """An n-dimensional array on a device that can record how it was computed.
@@ -106,7 +110,7 @@ class Tensor(InplaceOps):
         return self.ndim
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.shape[C.dim(dim, self.shape, "size", False)]
 
     def numel(self):
         return int(np.prod(self.shape, dtype=np.int64))
@@ -130,7 +134,7 @@ class Tensor(InplaceOps):
 
     def item(self):
         if self.numel() != 1:
-            raise ValueError(f"item: only a tensor with one element can be converted to a "
+            raise ShapeError(f"item: only a tensor with one element can be converted to a "
                              f"Python number, this one has shape {self.shape}")
         return self.numpy().reshape(()).item()
 
@@ -142,7 +146,9 @@ class Tensor(InplaceOps):
         return out
 
     def clone(self):
-        return self + 0 if self.dtype in dtypes.FLOATING else Tensor(self._be.copy(self.data), self.device)
+        # A cast to its own dtype: an exact copy (``self + 0`` would turn -0.0 into 0.0) that
+        # passes the gradient through.
+        return S.Cast.apply(self, self.dtype)
 
     def to(self, device=None, dtype=None):
         """A copy on ``device`` and/or with ``dtype``; ``self`` where nothing changes.
@@ -154,8 +160,10 @@ class Tensor(InplaceOps):
         out = self
         if dtype is not None:
             dtype = dtypes.as_dtype(dtype, "to")
-            if dtype != self.dtype:
+            if dtype != self.dtype and dtype in dtypes.FLOATING:
                 out = S.Cast.apply(out, dtype)
+            elif dtype != self.dtype:   # an integer result has no gradient: outside the graph
+                out = Tensor(self._be.astype(self.data, dtype), self.device)
         if device is not None:
             dev = get_device(device)
             if dev != self.device:
@@ -240,20 +248,23 @@ class Tensor(InplaceOps):
         return self if self.dtype in dtypes.FLOATING else self.to(dtype=dtypes.get_default_dtype())
 
     def _binary(self, fn, other, reverse=False):
-        """``self op other`` (``other op self`` with ``reverse``). A Python scalar takes the
-        tensor's dtype; integer tensors are promoted to floating point first where the result
-        is not an integer (a float scalar, or division), as in torch."""
-        if fn is E.Div or isinstance(other, (float, np.floating)):
-            self = self._floating()
-            if isinstance(other, Tensor) and other.dtype not in dtypes.FLOATING and fn is E.Div:
-                other = other._floating()
-        elif self.dtype == dtypes.bool_ and isinstance(other, _Scalar):
-            self = self.to(dtype=dtypes.int64)
-        if isinstance(other, _Scalar) and not reverse:
-            return fn.apply(self, other)
-        a, b = (other, self) if reverse else (self, other)
-        a, b = _as_tensor(a, self), _as_tensor(b, self)
-        _check_binary(fn.op_name(), a, b)
+        """``self op other`` (``other op self`` with ``reverse``), with PyTorch's promotion for
+        a Python scalar: it takes the tensor's dtype unless it is of a higher category (a float
+        with an integer tensor gives the default float dtype, an int with a bool tensor int64);
+        division is always floating-point. Two tensors must have one dtype: tilegrad does not
+        promote between tensors (``.to()`` one of them)."""
+        op = fn.op_name()
+        if isinstance(other, _Scalar):
+            C.no_bool_sub(op, self, other)
+            x = self.to(dtype=C.result_type_scalar(self.dtype, other))
+            x = x._floating() if fn is E.Div else x
+            s = C.scalar(other, x.dtype)
+            return fn.apply(_full(s, x), x) if reverse else fn.apply(x, s)
+        a, b = (_as_tensor(other, self), self) if reverse else (self, _as_tensor(other, self))
+        C.binary_operands(op, a, b)
+        C.no_bool_sub(op, a, b)
+        if fn is E.Div:
+            a, b = a._floating(), b._floating()
         return fn.apply(a, b)
 
     def __add__(self, o):
@@ -266,7 +277,7 @@ class Tensor(InplaceOps):
         return self._binary(E.Sub, o)
 
     def __rsub__(self, o):
-        return -self + o if isinstance(o, _Scalar) else self._binary(E.Sub, o, reverse=True)
+        return self._binary(E.Sub, o, reverse=True)
 
     def __mul__(self, o):
         return self._binary(E.Mul, o)
@@ -278,22 +289,30 @@ class Tensor(InplaceOps):
         return self._binary(E.Div, o)
 
     def __rtruediv__(self, o):
-        if isinstance(o, _Scalar):
-            return self._floating() ** -1 * o
         return self._binary(E.Div, o, reverse=True)
 
     def __neg__(self):
+        C.not_bool("neg", self, "a bool tensor (use ~ or logical_not for a mask)")
         return E.Neg.apply(self)
 
     def __pow__(self, p):
         if not isinstance(p, _Scalar):
             raise TypeError(f"pow: the exponent must be a Python number, got {type(p).__name__}")
-        if isinstance(p, (float, np.floating)):
-            return E.PowScalar.apply(self._floating(), p)
-        if p < 0 and self.dtype not in dtypes.FLOATING:
-            raise ValueError(f"pow: integers to negative integer powers are not allowed "
-                             f"({self.dtype} tensor ** {p})")
-        return E.PowScalar.apply(self, p)
+        x = self.to(dtype=C.result_type_scalar(self.dtype, p))
+        if x.dtype == dtypes.bool_:   # bool ** bool stays bool in PyTorch: x ** True is x
+            return x.clone() if p else Tensor(self._be.full(self.shape, True, x.dtype), self.device)
+        if p < 0 and x.dtype not in dtypes.FLOATING:
+            raise ArgumentError(f"pow: integers to negative integer powers are not allowed "
+                                f"({self.dtype} tensor of shape {self.shape} ** {p})")
+        return E.PowScalar.apply(x, C.scalar(p, x.dtype))
+
+    def __rpow__(self, s):
+        """``s ** self`` for a Python number ``s``, differentiable in the exponent."""
+        if not isinstance(s, _Scalar):
+            return NotImplemented
+        x = self.to(dtype=C.result_type_scalar(self.dtype, s))
+        C.not_bool("pow", x, "a bool base and a bool exponent")
+        return E.RPowScalar.apply(x, C.scalar(s, x.dtype))
 
     def __matmul__(self, other):
         return matmul(self, other)
@@ -302,21 +321,25 @@ class Tensor(InplaceOps):
         return matmul(_as_tensor(other, self), self)
 
     def maximum(self, other):
+        """Elementwise maximum (NaN wins). Unlike ``torch.maximum`` it also takes a Python
+        number (``clamp`` uses that)."""
         return self._binary(E.Maximum, other)
 
     def _compare(self, op, other):
-        """Elementwise comparison: a bool tensor, outside the graph."""
+        """Elementwise comparison: a bool tensor, outside the graph. The operands are compared
+        in the dtype they promote to, as in PyTorch (``int_tensor < 0.5`` compares as floats)."""
         if isinstance(other, Tensor):
-            if other.device != self.device:
-                raise ValueError(f"{op}: tensors are on different devices ({self.device} and {other.device})")
-            try:
-                np.broadcast_shapes(self.shape, other.shape)
-            except ValueError:
-                raise ValueError(f"{op}: shapes {self.shape} and {other.shape} do not broadcast") from None
-            other = other.data
-        elif not isinstance(other, _Scalar):
+            C.same_device(op, self, other)
+            C.broadcast(op, self.shape, other.shape)
+            dtype = C.result_type(self, other)
+            b = other.data if other.dtype == dtype else self._be.astype(other.data, dtype)
+        elif isinstance(other, _Scalar):
+            dtype = C.result_type_scalar(self.dtype, other)
+            b = C.scalar(other, dtype)
+        else:
             return NotImplemented
-        return Tensor(self._be.binary(op, self.data, other), self.device)
+        a = self.data if self.dtype == dtype else self._be.astype(self.data, dtype)
+        return Tensor(self._be.binary(op, a, b), self.device)
 
     def __eq__(self, other):
         return self._compare("eq", other)
@@ -340,7 +363,7 @@ class Tensor(InplaceOps):
 
     def __bool__(self):
         if self.numel() != 1:
-            raise ValueError(f"bool: the truth value of a tensor of shape {self.shape} is "
+            raise ShapeError(f"bool: the truth value of a tensor of shape {self.shape} is "
                              f"ambiguous; use .any() or .all() on its numpy()")
         return bool(self.item())
 
@@ -363,50 +386,81 @@ class Tensor(InplaceOps):
         return E.Sigmoid.apply(self._floating())
 
     def relu(self):
+        C.not_bool("relu", self)
         return E.ReLU.apply(self)
 
     def sqrt(self):
-        return self ** 0.5
+        return E.Sqrt.apply(self._floating())
 
     # ------------------------------------------------------------ reductions
+    # ``dim`` (or NumPy's ``axis``): None or () for all dimensions, an int, or a tuple of them.
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axes = E.normalize_axes(axis if dim is None else dim, self.ndim, "sum")
-        return E.Sum.apply(self, axes, bool(keepdims if keepdims is not None else keepdim))
+        """Integer and bool tensors sum in int64, as in PyTorch."""
+        axes = C.dims(axis if dim is None else dim, self.shape, "sum")
+        x = self if self.dtype in dtypes.FLOATING else self.to(dtype=dtypes.int64)
+        return E.Sum.apply(x, axes, C.keepdim(keepdim, keepdims))
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axes = E.normalize_axes(axis if dim is None else dim, self.ndim, "mean")
+        if self.dtype not in dtypes.FLOATING:
+            raise DtypeError(f"mean: expects a floating-point tensor, got {self.dtype} of shape "
+                             f"{self.shape}; convert it with .float()")
+        axes = C.dims(axis if dim is None else dim, self.shape, "mean")
         count = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
-        return self.sum(axes, keepdim, keepdims=keepdims) / count
+        return self.sum(axes, C.keepdim(keepdim, keepdims)) / count
 
     def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axes = E.normalize_axes(axis if dim is None else dim, self.ndim, "amax")
-        if self.numel() == 0:
-            raise ValueError(f"amax: cannot reduce an empty tensor of shape {self.shape}")
-        return E.Amax.apply(self, axes, bool(keepdims if keepdims is not None else keepdim))
+        """The maximum over ``dim``; the gradient is shared equally among tied maxima."""
+        return self._amax(axis if dim is None else dim, C.keepdim(keepdim, keepdims), "amax")
+
+    def _amax(self, dim, keepdim, op, nans_share=False):
+        axes = C.dims(dim, self.shape, op, nonempty=True)
+        return E.Amax.apply(self, axes, keepdim, nans_share)
 
     def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        """``t.max()``: the largest element. ``t.max(dim)``: ``(values, indices)`` along ``dim``,
-        as in PyTorch. A tuple of dims gives the values only (as ``amax``)."""
-        dim = axis if dim is None else dim
-        values = self.amax(dim, keepdim, keepdims=keepdims)
-        if not isinstance(dim, (int, np.integer)):
-            return values
-        return MaxResult(values, self.argmax(dim, keepdim if keepdims is None else keepdims))
+        """``t.max()``: the largest element (the gradient shared among ties, as ``amax``).
+        ``t.max(dim)``: ``(values, indices)`` along ``dim``, as in PyTorch: the gradient goes to
+        the element ``indices`` names. A tuple of dims gives the values only, as ``amax`` (an
+        extension: PyTorch refuses a tuple here)."""
+        dim, keepdim = axis if dim is None else dim, C.keepdim(keepdim, keepdims)
+        if not C.is_int(dim):
+            return self._amax(dim, keepdim, "max", nans_share=dim is None)
+        d = C.dim(dim, self.shape, "max")
+        C.nonempty_reduction(self.shape, (d,) if self.ndim else (), True, "max")
+        indices = self._argmax(d, True)
+        # The values are gathered at the indices (x[i, j, indices[i, 0, k], k] for d = 2): the
+        # gradient of that indexing goes to the chosen element only, not to every tie.
+        key = tuple(indices if k == d else _arange_index(self, k) for k in range(self.ndim))
+        values = self[key]
+        if not keepdim and self.ndim:
+            kept = self.shape[:d] + self.shape[d + 1:]
+            values, indices = values.reshape(kept), indices.reshape(kept)
+        return MaxResult(values, indices)
 
     def argmax(self, dim=None, keepdim=False):
+        C.not_bool("argmax", self)
         if dim is None:
-            flat = self._be.reshape(self.data, (-1,))
-            return Tensor(self._be.argmax(flat, 0, False), self.device)
-        (axis,) = E.normalize_axes(dim, self.ndim, "argmax")
-        return Tensor(self._be.argmax(self.data, axis, bool(keepdim)), self.device)
+            C.nonempty_reduction(self.shape, (), False, "argmax", unnamed=IndexError)
+            return self._argmax(None, bool(keepdim))
+        axis = C.dim(dim, self.shape, "argmax")
+        C.nonempty_reduction(self.shape, (axis,) if self.ndim else (), True, "argmax")
+        return self._argmax(axis, bool(keepdim))
+
+    def _argmax(self, axis, keepdim):
+        """The backend's argmax along ``axis``, or of the flattened tensor (None; also for a 0-d
+        tensor, which has no axis to name), as an int64 tensor outside the graph."""
+        if axis is None or self.ndim == 0:
+            out = self._be.argmax(self._be.reshape(self.data, (-1,)), 0, False)
+            return Tensor(self._be.reshape(out, (1,) * self.ndim) if keepdim else out, self.device)
+        return Tensor(self._be.argmax(self.data, axis, keepdim), self.device)
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape):
         shape = _shape_args(shape, "reshape")
         known = int(np.prod([n for n in shape if n != -1], dtype=np.int64))
-        if shape.count(-1) > 1 or (-1 not in shape and known != self.numel()) or \
+        if shape.count(-1) > 1 or any(n < -1 for n in shape) or \
+                (-1 not in shape and known != self.numel()) or \
                 (-1 in shape and (known == 0 or self.numel() % known)):
-            raise ValueError(f"reshape: shape {shape} is invalid for a tensor of shape "
+            raise ShapeError(f"reshape: shape {shape} is invalid for a tensor of shape "
                              f"{self.shape} ({self.numel()} elements)")
         if -1 in shape:
             shape = tuple(self.numel() // known if n == -1 else n for n in shape)
@@ -415,63 +469,84 @@ class Tensor(InplaceOps):
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
+        s, e = C.dim(start_dim, self.shape, "flatten"), C.dim(end_dim, self.shape, "flatten")
+        if s > e:
+            raise ArgumentError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                                f"(tensor of shape {self.shape})")
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = E.normalize_axes((start_dim, end_dim), self.ndim, "flatten") \
-            if start_dim % self.ndim != end_dim % self.ndim else (start_dim % self.ndim,) * 2
-        if s > e:
-            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+        n = int(np.prod(self.shape[s:e + 1], dtype=np.int64))
+        return self.reshape(self.shape[:s] + (n,) + self.shape[e + 1:])
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
-        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+        d = C.new_dim(dim, self.shape, "unsqueeze")
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
     def squeeze(self, dim=None):
+        """Without ``dim``, every dimension of length 1 removed; else those of ``dim`` (an int or
+        a tuple) that have length 1."""
         if dim is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        (d,) = E.normalize_axes(dim, self.ndim, "squeeze")
-        return self if self.shape[d] != 1 else self.reshape(self.shape[:d] + self.shape[d + 1:])
+            axes = range(self.ndim)
+        else:
+            axes = []
+            for d in dim if isinstance(dim, (tuple, list)) else (dim,):   # in order, as PyTorch
+                axes.append(C.dim(d, self.shape, "squeeze"))
+                if axes[-1] in axes[:-1]:
+                    raise ArgumentError(f"squeeze: a dimension appears more than once in {dim} "
+                                        f"(tensor of shape {self.shape})")
+        shape = tuple(n for k, n in enumerate(self.shape) if n != 1 or k not in axes)
+        return self if shape == self.shape else self.reshape(shape)
 
     def unbind(self, dim=0):
         """The slices along ``dim``, as a tuple of tensors (one backward for all of them)."""
-        (axis,) = E.normalize_axes(dim, self.ndim, "unbind")
+        axis = C.dim(dim, self.shape, "unbind", scalar_ok=False)
         out = S.Unbind.apply(self, axis)
         return out if isinstance(out, tuple) else (out,)
 
     def permute(self, *dims):
         dims = _shape_args(dims, "permute")
-        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
-            raise ValueError(f"permute: {dims} is not a permutation of the {self.ndim} "
-                             f"dimensions of a tensor of shape {self.shape}")
-        dims = tuple(d % self.ndim for d in dims)
-        return self if dims == tuple(range(self.ndim)) else S.Permute.apply(self, dims)
+        if len(dims) != self.ndim:
+            raise ShapeError(f"permute: {dims} names {len(dims)} dimensions, a tensor of shape "
+                             f"{self.shape} has {self.ndim}")
+        axes = []
+        for d in dims:   # in order, as PyTorch: a repeat is reported before a later bad dim
+            axes.append(C.dim(d, self.shape, "permute"))
+            if axes[-1] in axes[:-1]:
+                raise ArgumentError(f"permute: {dims} repeats a dimension (tensor of shape "
+                                    f"{self.shape})")
+        axes = tuple(axes)
+        return self if axes == tuple(range(self.ndim)) else S.Permute.apply(self, axes)
 
     def transpose(self, dim0, dim1):
-        a, b = (d % max(self.ndim, 1) for d in (dim0, dim1))
-        if max(a, b) >= max(self.ndim, 1) or min(dim0, dim1) < -self.ndim:
-            raise ValueError(f"transpose: dimensions ({dim0}, {dim1}) out of range for shape {self.shape}")
+        a, b = C.dim(dim0, self.shape, "transpose"), C.dim(dim1, self.shape, "transpose")
+        if self.ndim == 0:
+            return self
         dims = list(range(self.ndim))
         dims[a], dims[b] = dims[b], dims[a]
         return self.permute(*dims)
 
     def t(self):
         if self.ndim > 2:
-            raise ValueError(f"t: expects a tensor of at most 2 dimensions, got shape {self.shape}")
+            raise ShapeError(f"t: expects a tensor of at most 2 dimensions, got shape {self.shape}")
         return self.transpose(0, 1) if self.ndim == 2 else self
 
     @property
     def T(self):
-        return self.permute(*reversed(range(self.ndim)))
+        return self.permute(tuple(reversed(range(self.ndim))))
 
     def expand(self, *shape):
-        shape = _shape_args(shape, "expand")
-        shape = shape[:len(shape) - self.ndim] + tuple(
-            s if n == -1 else n for n, s in zip(shape[len(shape) - self.ndim:], self.shape))
-        try:
-            np.broadcast_shapes(self.shape, shape)
-        except ValueError:
-            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
+        """A view of ``self`` broadcast to ``shape``; -1 keeps a dimension's length (not allowed
+        for the new leading dimensions)."""
+        asked = _shape_args(shape, "expand")
+        lead = len(asked) - self.ndim
+        if lead < 0:
+            raise ShapeError(f"expand: {asked} has fewer sizes than the {self.ndim} dimensions "
+                             f"of a tensor of shape {self.shape}")
+        shape = asked[:lead] + tuple(have if n == -1 else n
+                                     for n, have in zip(asked[lead:], self.shape))
+        have = (1,) * lead + self.shape
+        if any(n < 0 or (n != h and h != 1) for n, h in zip(shape, have)):
+            raise ShapeError(f"expand: cannot expand shape {self.shape} to {asked}")
         return self if shape == self.shape else S.Expand.apply(self, shape)
 
     def __getitem__(self, key):
@@ -482,8 +557,8 @@ class Tensor(InplaceOps):
         key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
         try:
             np.empty(self.shape, dtype=np.bool_)[host]
-        except IndexError as e:
-            raise IndexError(f"getitem: {e} (tensor of shape {self.shape})") from None
+        except (IndexError, ValueError) as e:   # ValueError: a slice step of 0
+            raise type(e)(f"getitem: {e} (tensor of shape {self.shape})") from None
         return S.Index.apply(self, key)
 
 
@@ -500,15 +575,17 @@ def _creation():
     return creation
 
 
-def _check_binary(op, a, b):
-    if a.device != b.device:
-        raise ValueError(f"{op}: tensors are on different devices ({a.device} and {b.device})")
-    if a.dtype != b.dtype:
-        raise TypeError(f"{op}: dtype mismatch ({a.dtype} and {b.dtype}); convert one with .to()")
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+def _full(s, like):
+    """A 0-d tensor holding ``s``, of ``like``'s dtype and device."""
+    return Tensor(like._be.full((), s, like.dtype), like.device)
+
+
+def _arange_index(t, k):
+    """The int64 index tensor ``0..n-1`` along dimension ``k`` of ``t`` (length 1 on the
+    others), to index ``t`` one element per position."""
+    shape = [1] * t.ndim
+    shape[k] = t.shape[k]
+    return Tensor(t._be.from_numpy(np.arange(t.shape[k], dtype=np.int64).reshape(shape)), t.device)
 
 
 def matmul(a, b):
@@ -516,21 +593,29 @@ def matmul(a, b):
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul: expects two tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.device != b.device:
-        raise ValueError(f"matmul: tensors are on different devices ({a.device} and {b.device})")
-    if a.dtype != b.dtype:
-        raise TypeError(f"matmul: dtype mismatch ({a.dtype} and {b.dtype})")
+        raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    C.same_device("matmul", a, b)
+    C.same_dtype("matmul", a, b)
+    C.not_bool("matmul", a, "bool tensors")
+    if a.dtype not in dtypes.FLOATING and a._be.name != "numpy":
+        raise DtypeError(f"matmul: integer tensors ({a.dtype}) are multiplied on the cpu only, "
+                         f"not on {a.device} (shapes {a.shape} and {b.shape})")
     k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
     if k_a != k_b:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({k_a} != {k_b})")
+        raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({k_a} != {k_b})")
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
-        raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+        raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-    out = N.MatMul.apply(a2, b2)
+    if 0 in a2.shape[-2:] + b2.shape[-1:] and a.dtype in dtypes.FLOATING:
+        # No products (an inner size of 0: zeros) or no outputs: spelled out as a broadcast
+        # product summed over the inner size, so that no matmul kernel runs on an empty operand
+        # (the CUDA ones fail there) and the gradients keep their shapes.
+        out = (a2.unsqueeze(-1) * b2.unsqueeze(-3)).sum(-2)
+    else:
+        out = N.MatMul.apply(a2, b2)
     if b.ndim == 1:
         out = out.squeeze(-1)
     if a.ndim == 1:
@@ -540,27 +625,23 @@ def matmul(a, b):
 
 def cat(tensors, dim=0):
     """Concatenate tensors of the same dtype and device along ``dim``."""
-    tensors = list(tensors)
-    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
-        raise TypeError("cat: expects a non-empty sequence of tensors")
+    tensors = C.tensor_list(tensors, "cat", Tensor)
     first = tensors[0]
-    (axis,) = E.normalize_axes(dim, first.ndim, "cat")
+    for k, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise ShapeError(f"cat: a 0-d tensor (at position {k}) cannot be concatenated")
+    axis = C.dim(dim, first.shape, "cat")
     for t in tensors[1:]:
-        if t.device != first.device or t.dtype != first.dtype:
-            raise TypeError(f"cat: tensors differ in dtype or device ({first.dtype} on {first.device}"
-                            f" and {t.dtype} on {t.device})")
         if t.ndim != first.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape))
                                        if k != axis):
-            raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dimension {dim}")
+            raise ShapeError(f"cat: shapes {first.shape} and {t.shape} differ outside dimension {dim}")
     return S.Cat.apply(*tensors, axis=axis)
 
 
 def stack(tensors, dim=0):
     """Stack tensors of one shape along a new dimension ``dim``."""
-    tensors = list(tensors)
-    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
-        raise TypeError("stack: expects a non-empty sequence of tensors")
+    tensors = C.tensor_list(tensors, "stack", Tensor)
+    d = C.new_dim(dim, tensors[0].shape, "stack")
     if any(t.shape != tensors[0].shape for t in tensors):
-        raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
-    dim = dim % (tensors[0].ndim + 1)
-    return cat([t.unsqueeze(dim) for t in tensors], dim)
+        raise ShapeError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
+    return cat([t.unsqueeze(d) for t in tensors], d)

@@ -78,6 +78,7 @@ _BINARY = {
     "mul": np.multiply,
     "div": np.divide,
     "maximum": np.maximum,
+    "pow": np.power,
     "eq": np.equal,
     "ne": np.not_equal,
     "gt": np.greater,
@@ -104,8 +105,9 @@ def pow_scalar(x, p):
 
 
 def relu_bwd(grad, y):
-    """Gradient of ReLU given its output ``y``: ``grad`` where ``y > 0``, else 0."""
-    return np.where(y > 0, grad, 0).astype(grad.dtype)
+    """Gradient of ReLU given its output ``y``: 0 where ``y <= 0``, else ``grad`` (where ``y`` is
+    NaN too, as PyTorch's threshold_backward)."""
+    return np.where(y <= 0, 0, grad).astype(grad.dtype)
 
 
 def where_mask(mask, a, b):
@@ -132,12 +134,13 @@ def reshape(x, shape):
     return np.reshape(x, shape)
 
 
+# np.array(..., order="C") rather than np.ascontiguousarray, which turns a 0-d array into (1,).
 def permute(x, axes):
-    return np.ascontiguousarray(np.transpose(x, axes))
+    return np.array(np.transpose(x, axes), order="C")
 
 
 def broadcast_to(x, shape):
-    return np.ascontiguousarray(np.broadcast_to(x, shape))
+    return np.array(np.broadcast_to(x, shape), order="C")
 
 
 def index(x, key):
@@ -215,6 +218,8 @@ def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
     (plus the rows the forward stride never reached on the bottom/right); padding larger than
     KH-1 becomes a crop. The result then has exactly the input's H x W.
     """
+    if 0 in x_shape:          # an empty batch (its images may be empty too): nothing to window
+        return np.zeros(x_shape, dtype=grad_out.dtype)
     (sh, sw), (ph, pw) = stride, padding
     n, c, h, wd = x_shape
     f, _, kh, kw = w.shape
@@ -255,7 +260,8 @@ def max_pool2d_bwd(grad_out, argmax, x_shape):
     n, c, h, w = x_shape
     grad = np.zeros((n * c, h * w), dtype=grad_out.dtype)
     rows = np.arange(n * c)[:, None]
-    np.add.at(grad, (rows, argmax.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    plane = argmax.shape[2] * argmax.shape[3]          # not -1: n * c may be 0
+    np.add.at(grad, (rows, argmax.reshape(n * c, plane)), grad_out.reshape(n * c, plane))
     return grad.reshape(x_shape)
 
 # ---------------------------------------------------------------- LSTM cell (pointwise part)
@@ -294,6 +300,8 @@ def lstm_cell_bwd(grad_h, grad_c, acts, c, c_prev):
 
 def log_softmax_fwd(x):
     """log(softmax(x)) over the last axis, stable: x - max - log(sum(exp(x - max)))."""
+    if x.shape[-1] == 0:      # rows of length 0 have no maximum (np.max would raise)
+        return np.empty_like(x)
     z = x - np.max(x, axis=-1, keepdims=True)
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
@@ -326,7 +334,7 @@ def embedding_bwd(grad_out, idx, num_embeddings):
     """dL/dweight: each row of grad_out added into row idx of a (V, D) zero array."""
     d = grad_out.shape[-1]
     grad = np.zeros((num_embeddings, d), dtype=grad_out.dtype)
-    np.add.at(grad, idx.reshape(-1), grad_out.reshape(-1, d))
+    np.add.at(grad, idx.reshape(-1), grad_out.reshape(idx.size, d))   # not -1: D may be 0
     return grad
 
 # ---------------------------------------------------------------- optimizers (in place)

@@ -97,15 +97,21 @@ class Div(_Binary):
 
 
 class Maximum(_Binary):
-    """Elementwise maximum; ties send the gradient to ``a``."""
+    """Elementwise maximum. Between two tensors, ties share the gradient half and half and a
+    NaN sends all of it to both operands (``torch.maximum``'s rule: each operand gets what the
+    other does not beat). Against a Python number (``clamp``'s use) ties send all of it to ``a``,
+    as ``torch.clamp`` passes the gradient at its bounds."""
     name = "maximum"
 
     def backward(self, grad):
         a, b = self.saved
         be = self.backend
-        a_wins = be.binary("eq", be.binary("maximum", a, b), a)
-        ga = be.where_mask(a_wins, grad, 0)
-        gb = be.binary("sub", grad, ga) if self.b_is_array else None
+        if not self.b_is_array:
+            a_wins = be.binary("eq", be.binary("maximum", a, b), a)
+            return self._grads(grad, be.where_mask(a_wins, grad, 0), None)
+        shared = be.where_mask(be.binary("eq", a, b), be.binary("mul", grad, 0.5), grad)
+        ga = be.where_mask(be.binary("lt", a, b), be.zeros(shared.shape, grad.dtype), shared)
+        gb = be.where_mask(be.binary("gt", a, b), be.zeros(shared.shape, grad.dtype), shared)
         return self._grads(grad, ga, gb)
 
 
@@ -119,18 +125,61 @@ class Neg(Function):
         return self.backend.unary("neg", grad)
 
 
+def _pow(be, x, p):
+    """``x ** p`` for a number ``p``. For p = 0.5 and -0.5 PyTorch computes ``sqrt(x)`` and
+    ``1 / sqrt(x)`` (its rsqrt), which differ from C's ``pow`` at -inf (NaN, not inf or 0) and
+    the latter at -0.0 (-inf, not inf): so does this."""
+    if p in (0.5, -0.5) and x.dtype.kind == "f":
+        root = be.unary("sqrt", x)
+        return root if p > 0 else be.binary("div", be.full((), 1, x.dtype), root)
+    return be.pow_scalar(x, p)
+
+
 class PowScalar(Function):
     name = "pow"
 
     def forward(self, x, p):
         self.p = p
         self.save_for_backward(x)
-        return self.backend.pow_scalar(x, p)
+        return _pow(self.backend, x, p)
 
     def backward(self, grad):
         (x,) = self.saved
         be = self.backend
-        return be.binary("mul", be.binary("mul", grad, be.pow_scalar(x, self.p - 1)), self.p)
+        if self.p == 0:   # x ** 0 is 1 everywhere: 0, not 0 * 0 ** -1 = NaN at x = 0 (as PyTorch)
+            return be.zeros(tuple(x.shape), grad.dtype)
+        return be.binary("mul", be.binary("mul", grad, _pow(be, x, self.p - 1)), self.p)
+
+
+class RPowScalar(Function):
+    """``s ** x`` for a Python number ``s``. The gradient is ``s ** x * log(s)``, and 0 where
+    ``s`` is 0 and ``x >= 0`` (PyTorch's rule there: ``0 ** x`` is flat)."""
+    name = "pow"
+
+    def forward(self, x, s):
+        be = self.backend
+        self.s = s
+        base = be.full((), s, x.dtype)
+        if x.dtype.kind in "iu":
+            # Integer powers as PyTorch's: a negative exponent gives 0 unless the base is 1 or
+            # -1 (NumPy raises instead).
+            if s in (1, -1):
+                return be.binary("pow", base, be.unary("abs", x))
+            y = be.binary("pow", base, be.binary("maximum", x, 0))
+            return be.where_mask(be.binary("ge", x, 0), y, 0)
+        y = be.binary("pow", base, x)
+        self.save_for_backward(x, y)
+        return y
+
+    def backward(self, grad):
+        x, y = self.saved
+        be = self.backend
+        with np.errstate(divide="ignore", invalid="ignore"):   # log(0) = -inf, log(-1) = NaN
+            log_s = float(np.log(np.float64(self.s)))
+        g = be.binary("mul", grad, be.binary("mul", y, log_s))
+        if self.s == 0:   # 0 where x >= 0; elsewhere (x < 0, or NaN) the formula's inf or NaN
+            g = be.where_mask(be.binary("ge", x, 0), be.zeros(tuple(g.shape), g.dtype), g)
+        return g
 
 
 class Exp(Function):
@@ -143,6 +192,19 @@ class Exp(Function):
 
     def backward(self, grad):
         return self.backend.binary("mul", grad, self.saved[0])
+
+
+class Sqrt(Function):
+    name = "sqrt"
+
+    def forward(self, x):
+        y = self.backend.unary("sqrt", x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, grad):   # grad / (2 sqrt(x)), PyTorch's form (NaN below 0, also at -inf)
+        be, (y,) = self.backend, self.saved
+        return be.binary("div", grad, be.binary("mul", y, 2))
 
 
 class Log(Function):
@@ -210,11 +272,14 @@ class Sum(Function):
 
 
 class Amax(Function):
-    """Maximum over axes; the gradient is shared equally among tied maxima (as torch.amax)."""
+    """Maximum over axes; the gradient is shared equally among tied maxima (as torch.amax).
+    Where the maximum is NaN, no element equals it: the gradient is NaN (as torch.amax), or with
+    ``nans_share`` shared among the NaNs (as torch's ``max()`` of all elements)."""
     name = "amax"
 
-    def forward(self, x, axes, keepdims):
+    def forward(self, x, axes, keepdims, nans_share=False):
         self.in_shape, self.axes, self.keepdims = tuple(x.shape), axes, keepdims
+        self.nans_share = nans_share
         y = self.backend.amax(x, axes, True)
         self.save_for_backward(x, y)
         return y if keepdims else self.backend.reshape(y, _reduced_shape(self.in_shape, axes))
@@ -224,7 +289,10 @@ class Amax(Function):
         x, y = self.saved
         if not self.keepdims:
             grad = be.reshape(grad, _kept_shape(self.in_shape, self.axes))
-        mask = be.where_mask(be.binary("eq", x, y), be.full(self.in_shape, 1, x.dtype), 0)
+        hit = be.binary("eq", x, y)
+        if self.nans_share:   # a NaN maximum means a NaN among x: x != x marks those
+            hit = be.binary("maximum", hit, be.binary("ne", x, x))
+        mask = be.where_mask(hit, be.full(self.in_shape, 1, x.dtype), 0)
         count = be.sum(mask, self.axes, True)
         return be.binary("mul", mask, be.binary("div", grad, count))
 
@@ -236,18 +304,3 @@ def _kept_shape(shape, axes):
 def _reduced_shape(shape, axes):
     return tuple(n for k, n in enumerate(shape) if k not in axes)
 
-
-def normalize_axes(axes, ndim, op):
-    """``axes`` (None, an int or a sequence, negatives allowed) as a sorted tuple, checked."""
-    if axes is None:
-        return tuple(range(ndim))
-    if isinstance(axes, (int, np.integer)):
-        axes = (axes,)
-    out = []
-    for a in axes:
-        if not -max(ndim, 1) <= a < max(ndim, 1):
-            raise ValueError(f"{op}: dimension {a} out of range for a tensor of {ndim} dimensions")
-        out.append(a % max(ndim, 1))
-    if len(set(out)) != len(out):
-        raise ValueError(f"{op}: repeated dimension in {tuple(axes)}")
-    return tuple(sorted(out)) if ndim else ()

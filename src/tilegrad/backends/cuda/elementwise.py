@@ -53,9 +53,10 @@ grid-stride loop wraps)::
 ``PTX_SIGNATURES`` at the end lists every kernel and signature the launchers use on a GPU, for
 the compile check (``cuda.compile_ptx`` for sm_90 and sm_80, then ``ptxas -v``).
 
-Simulator notes: the simulator evaluates ``math.log``/``math.sqrt`` of a negative number and
-``math.exp`` overflow with Python's ``math`` and raises, where the GPU returns NaN or inf; the
-tests use inputs in range.
+Simulator notes: the simulator evaluates ``math`` functions with Python's ``math``, which raises
+where the GPU returns NaN or inf. ``log`` and ``sqrt`` therefore spell out their results at 0 and
+below (so both give NumPy's values); ``math.exp`` overflow (arguments past ~709) still raises in
+the simulator, and the tests keep ``exp``'s inputs in range.
 """
 import functools
 import math
@@ -69,7 +70,7 @@ from .common import THREADS, flat, grid_blocks
 # Launch configuration: grid-stride loops, so any grid is correct (``common.grid_blocks``).
 
 UNARY_OPS = {"neg": 0, "exp": 1, "log": 2, "tanh": 3, "sigmoid": 4, "relu": 5, "sqrt": 6, "abs": 7}
-ARITH_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4}
+ARITH_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "pow": 5}
 COMPARE_OPS = {"eq": 0, "ne": 1, "gt": 2, "ge": 3, "lt": 4, "le": 5}
 
 # ---------------------------------------------------------------- kernels
@@ -86,7 +87,12 @@ def unary_fwd_kernel1(x, out, n, op):
         elif op == 1:
             r = math.exp(v)
         elif op == 2:
-            r = math.log(v)
+            # log(0) = -inf and log(x < 0) = NaN spelled out: the GPU gives them, the simulator's
+            # math.log raises instead.
+            if v > zero:
+                r = math.log(v)
+            else:
+                r = x.dtype.type(-math.inf) if v == zero else x.dtype.type(math.nan)
         elif op == 3:
             r = math.tanh(v)
         elif op == 4:
@@ -94,7 +100,7 @@ def unary_fwd_kernel1(x, out, n, op):
         elif op == 5:
             r = zero if v < zero else v         # NaN stays NaN, as np.maximum(x, 0)
         elif op == 6:
-            r = math.sqrt(v)
+            r = math.sqrt(v) if v >= zero else x.dtype.type(math.nan)   # as log, NaN
         else:
             r = abs(v)
         out[i] = r
@@ -143,8 +149,10 @@ def _make_binary_kernel(compare):
                     r = x * y
                 elif op == 3:
                     r = x / y
-                else:
+                elif op == 4:
                     r = x if (x > y or x != x) else y   # np.maximum: a NaN in either wins
+                else:
+                    r = x ** y
             out[i] = r
 
     return binary_kernel
@@ -179,8 +187,10 @@ def _make_binary_scalar_kernel(compare):
                     r = x * s
                 elif op == 3:
                     r = x / s
-                else:
+                elif op == 4:
                     r = x if (x > s or x != x) else s
+                else:
+                    r = x ** s
             out[i] = r
 
     return binary_scalar_kernel
@@ -202,7 +212,7 @@ def pow_scalar_fwd_kernel1(x, p, out, n):
 def relu_bwd_kernel1(grad, y, out, n):
     zero = grad.dtype.type(0)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        out[i] = grad[i] if y[i] > zero else zero
+        out[i] = zero if y[i] <= zero else grad[i]     # a NaN y passes the gradient, as PyTorch
 
 
 @cuda.jit
@@ -336,7 +346,7 @@ def pow_scalar(x, p):
 
 
 def relu_bwd(grad, y):
-    """Gradient of ReLU given its output ``y``: ``grad`` where ``y > 0``, else 0."""
+    """Gradient of ReLU given its output ``y``: 0 where ``y <= 0``, else ``grad``."""
     assert grad.shape == y.shape, f"relu_bwd: shapes differ ({grad.shape}, {y.shape})"
     out = rt.empty(grad.shape, grad.dtype)
     n = out.size

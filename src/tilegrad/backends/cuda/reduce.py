@@ -31,7 +31,9 @@ Bytes moved: n*s read + m*s written (argmax: m*8 written).
 
 Semantics match the NumPy backend: ``amax`` propagates NaN; ``argmax`` returns the first index of
 the maximum (a NaN counts as the maximum, the first one wins), as int64; reducing over no axes
-copies; ``amax``/``argmax`` over an empty axis raise, as NumPy does.
+copies; ``amax``/``argmax`` over an empty axis raise, as NumPy does. The running maximum starts
+at ``lowest``, a kernel argument in the input's dtype (-inf, or the smallest integer, or False), so
+that integer and bool inputs reduce too.
 
 Test (simulator, no GPU)::
 
@@ -84,12 +86,13 @@ def make_amax_kernel(block):
     _check_block(block)
 
     @cuda.jit
-    def amax_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out, n_red):
+    def amax_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out, n_red,
+                         lowest):
         partial = cuda.shared.array(block, x.dtype)
         t = cuda.threadIdx.x
         for o in range(cuda.blockIdx.x, n_out, cuda.gridDim.x):
             base = strided_offset(0, o, kept_sizes, kept_strides)
-            acc = x.dtype.type(-np.inf)
+            acc = lowest
             for r in range(t, n_red, block):
                 acc = max_nan(acc, x[strided_offset(base, r, red_sizes, red_strides)])
             top = block_max(partial, t, acc)
@@ -110,13 +113,13 @@ def make_argmax_kernel(block):
 
     @cuda.jit
     def argmax_fwd_kernel1(x, out, kept_sizes, kept_strides, red_sizes, red_strides, n_out,
-                           n_red):
+                           n_red, lowest):
         vals = cuda.shared.array(block, x.dtype)
         idxs = cuda.shared.array(block, int64)
         t = cuda.threadIdx.x
         for o in range(cuda.blockIdx.x, n_out, cuda.gridDim.x):
             base = strided_offset(0, o, kept_sizes, kept_strides)
-            acc = x.dtype.type(-np.inf)
+            acc = lowest
             acc_i = n_red                   # past the end: a real index wins any tie with it
             for r in range(t, n_red, block):
                 v = x[strided_offset(base, r, red_sizes, red_strides)]
@@ -167,6 +170,15 @@ def _normalize(axes, ndim):
     return tuple(sorted(int(a) % max(ndim, 1) for a in axes)) if ndim else ()
 
 
+def _lowest(dtype):
+    """The start of a running maximum in ``dtype``: -inf for floats, the smallest integer, False
+    (-inf itself does not convert to an integer or bool)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype.type(-np.inf)
+    return dtype.type(False) if dtype.kind == "b" else dtype.type(np.iinfo(dtype).min)
+
+
 def _reduce(make_kernel, x, axes, keepdims, out_dtype):
     shape = tuple(x.shape)
     axes = _normalize(axes, len(shape))
@@ -181,8 +193,9 @@ def _reduce(make_kernel, x, axes, keepdims, out_dtype):
         if not x.flags.c_contiguous:
             x = rt.copy(x)
         layout = _reduce_layout(shape, axes)
+        extra = () if make_kernel is make_sum_kernel else (_lowest(x.dtype),)
         rt.launch(make_kernel(THREADS), row_blocks(n_out), THREADS, x.reshape(-1),
-                  out.reshape(-1), *layout, n_out, n_red)
+                  out.reshape(-1), *layout, n_out, n_red, *extra)
     return out
 
 # ---------------------------------------------------------------- launchers
@@ -213,8 +226,8 @@ def _signatures():
         common = (idx, idx, idx, idx, int64, int64)
         sigs += [
             ("sum_fwd_kernel1", make_sum_kernel(GPU_THREADS), (arr, arr) + common),
-            ("amax_fwd_kernel1", make_amax_kernel(GPU_THREADS), (arr, arr) + common),
-            ("argmax_fwd_kernel1", make_argmax_kernel(GPU_THREADS), (arr, idx) + common),
+            ("amax_fwd_kernel1", make_amax_kernel(GPU_THREADS), (arr, arr) + common + (f,)),
+            ("argmax_fwd_kernel1", make_argmax_kernel(GPU_THREADS), (arr, idx) + common + (f,)),
         ]
     return sigs
 
