@@ -214,6 +214,118 @@ def test_rejects_bad_arguments(call, error):
         call()
 
 
+# ---------------------------------------------------------------- arguments checked as PyTorch's
+# Regressions: each of these once ran, or failed with a raw NumPy or Python message.
+
+def test_conv2d_layer_with_kernel_size_0_is_refused():
+    # Bug: nn.Conv2d(3, 4, kernel_size=0) ran and made a (1, 4, 6, 6) output from a 5x5 input.
+    # Refused in the constructor (PyTorch fails in forward, a RuntimeError: this is both).
+    for kernel in (0, (0, 3), (3, 0)):
+        with pytest.raises(ValueError, match="Conv2d.*kernel_size") as e:
+            tg.nn.Conv2d(3, 4, kernel_size=kernel)
+        assert isinstance(e.value, RuntimeError)
+    with pytest.raises(RuntimeError, match="conv2d: kernel size"):   # and in F.conv2d
+        F.conv2d(tg.randn(1, 3, 5, 5), tg.randn(4, 3, 0, 3))
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"stride": 1.5}, TypeError, "stride"),      # bug: "'float' object is not iterable"
+    ({"padding": 1.5}, TypeError, "padding"),
+    ({"stride": True}, TypeError, "stride"),     # PyTorch refuses a bool for an int
+    ({"stride": (1, 1, 1)}, RuntimeError, "stride"),
+    ({"stride": 0}, RuntimeError, "stride"),     # PyTorch: "non-positive stride is not supported"
+    ({"padding": -1}, RuntimeError, "padding"),
+])
+def test_conv2d_checks_stride_and_padding(kwargs, error, name):
+    with pytest.raises(error, match=f"conv2d.*{name}"):
+        F.conv2d(tg.randn(1, 3, 5, 5), tg.randn(4, 3, 3, 3), **kwargs)
+    if torch is not None:    # the class PyTorch raises
+        with pytest.raises(error):
+            TF.conv2d(torch.randn(1, 3, 5, 5), torch.randn(4, 3, 3, 3), **kwargs)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, dim", [((3, 0), 1), ((3, 0), -1), ((0,), 0), ((2, 0, 3), 1),
+                                        ((), 0), ((), -1)])
+def test_softmax_over_empty_or_0d_is_as_pytorch(device, name, shape, dim):
+    # Bug: over an empty dimension NumPy's "zero-size array to reduction operation maximum";
+    # a 0-d tensor was refused. PyTorch returns an empty result, and 0 (log) or 1 for a 0-d one.
+    x = np.zeros(shape)
+    check_torch(on(device, lambda t: getattr(F, name)(t, dim)),
+                lambda t: getattr(TF, name)(t, dim), x)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: F.log_softmax(tg.randn(3, 5), dim=2),
+    lambda: F.softmax(tg.randn(3, 5), dim=-3),
+    lambda: F.log_softmax(tg.tensor(1.0), dim=1),        # a 0-d tensor takes only 0 and -1
+    lambda: F.flatten(tg.randn(2, 3), 0, 2),             # once ValueError
+    lambda: F.flatten(tg.randn(2, 3), -3, 1),
+    lambda: F.flatten(tg.tensor(1.0), 1, -1),            # once flattened, whatever the dims
+    lambda: tg.nn.Flatten(start_dim=4)(tg.randn(2, 3)),
+    lambda: F.cross_entropy(tg.randn(()), tg.randn(())), # no class dimension 1
+    lambda: F.lstm_cell(tg.randn(3), (tg.randn(1, 4), tg.randn(1, 4)), tg.randn(16, 3),
+                        tg.randn(16, 4)),                # PyTorch reads input.size(1)
+], ids=["log_softmax-2", "softmax--3", "log_softmax-0d", "flatten-end", "flatten-start",
+        "flatten-0d", "Flatten-module", "cross_entropy-0d", "lstm_cell-1d"])
+def test_dims_out_of_range_are_index_errors(call):
+    with pytest.raises(IndexError):
+        call()
+
+
+@pytest.mark.parametrize("call, error", [
+    # An index out of range: PyTorch's IndexError (once a ValueError; the class is both).
+    (lambda: F.embedding(tg.tensor([0, 7]), tg.randn(7, 3)), IndexError),
+    (lambda: F.cross_entropy(tg.randn(3, 5), tg.tensor([0, 5, 1])), IndexError),
+    # Shapes and dtypes that do not fit: PyTorch's RuntimeError (once ValueError, TypeError).
+    (lambda: F.linear(tg.randn(3, 5), tg.randn(7, 4)), RuntimeError),
+    (lambda: F.linear(tg.randn(3, 5), tg.randn(7, 5).double()), RuntimeError),
+    (lambda: F.embedding(tg.randn(3), tg.randn(7, 3)), RuntimeError),
+    (lambda: F.log_softmax(tg.tensor([1, 2])), RuntimeError),
+    (lambda: F.max_pool2d(tg.randn(1, 0, 4, 4), 2), RuntimeError),
+    (lambda: F.dropout(tg.randn(3), float("nan")), RuntimeError),
+], ids=["embedding-range", "ce-range", "linear-shape", "linear-dtype", "embedding-float",
+        "log_softmax-int", "pool-no-channels", "dropout-nan"])
+def test_error_classes_are_pytorchs(call, error):
+    with pytest.raises(error):
+        call()
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda: tg.nn.Linear(-1, 3), RuntimeError),          # PyTorch: a tensor of negative size
+    (lambda: tg.nn.Linear(3, 1.5), TypeError),
+    (lambda: tg.nn.Conv2d(-1, 4, 3), RuntimeError),
+    (lambda: tg.nn.Conv2d(3, 4, 3, stride=0), ValueError),  # PyTorch: RuntimeError in forward
+    (lambda: tg.nn.Conv2d(3, 4, 3, padding=-1), ValueError),
+    (lambda: tg.nn.Conv2d(3, 4, 1.5), TypeError),
+    (lambda: tg.nn.MaxPool2d(0), ValueError),
+    (lambda: tg.nn.MaxPool2d(2, padding=2), ValueError),
+    (lambda: tg.nn.MaxPool2d(2, stride=-1), ValueError),
+    (lambda: tg.nn.Embedding(-1, 3), RuntimeError),
+    (lambda: tg.nn.Embedding(3, 2.0), TypeError),
+    (lambda: tg.nn.LSTMCell(3, -1), RuntimeError),
+    (lambda: tg.nn.LSTM(3, 0), ValueError),                  # PyTorch: hidden_size > 0
+    (lambda: tg.nn.LSTM(0, 3), ValueError),
+    (lambda: tg.nn.LSTM(3, 2, num_layers=0), ValueError),
+    (lambda: tg.nn.LSTM(3, 2.5), TypeError),
+    (lambda: tg.nn.LSTM(3, 2, dropout="a"), ValueError),     # once a TypeError
+    (lambda: tg.nn.LSTM(3, 2, dropout=float("nan")), ValueError),
+    (lambda: tg.nn.Dropout(1.5), ValueError),
+    (lambda: tg.nn.Dropout(float("nan")), ValueError),       # PyTorch: RuntimeError in forward
+    (lambda: tg.nn.Dropout("a"), TypeError),
+    (lambda: tg.nn.CrossEntropyLoss(reduction="avg"), ValueError),  # PyTorch: in forward
+], ids=["linear-neg", "linear-float", "conv-neg-channels", "conv-stride0", "conv-neg-padding",
+        "conv-float-kernel", "pool-kernel0", "pool-padding", "pool-neg-stride", "emb-neg",
+        "emb-float", "lstmcell-neg", "lstm-hidden0", "lstm-input0", "lstm-layers0", "lstm-float",
+        "lstm-dropout-str", "lstm-dropout-nan", "dropout-1.5", "dropout-nan", "dropout-str",
+        "ce-reduction"])
+def test_layer_constructors_reject_what_pytorch_rejects(make, error):
+    """With PyTorch's class where PyTorch's constructor raises; where it raises only in forward
+    (or never), tilegrad's constructor raises, with the class of that forward's error."""
+    with pytest.raises(error):
+        make()
+
+
 # ---------------------------------------------------------------- dropout
 
 def test_dropout_is_identity_in_eval():

@@ -389,3 +389,115 @@ def test_non_leaf_or_frozen_parameters_are_rejected():
         tg.optim.SGD([x * 2], lr=0.1)
     with pytest.raises(TypeError):
         tg.optim.Adam([tg.tensor(rng(16).standard_normal(4))])
+
+
+# ---------------------------------------------------------------- hyperparameters as PyTorch's
+NAN = float("nan")
+
+# (constructor, the class PyTorch raises, its message): tilegrad must raise the same.
+REJECTED_BY_BOTH = [
+    ("Adam", dict(lr=NAN), ValueError, "Invalid learning rate: nan"),    # bug: accepted
+    ("Adam", dict(eps=NAN), ValueError, "Invalid epsilon value: nan"),   # bug: accepted
+    ("Adam", dict(lr=-1.0), ValueError, "Invalid learning rate: -1.0"),
+    ("Adam", dict(betas=(NAN, 0.9)), ValueError, "Invalid beta parameter at index 0: nan"),
+    ("Adam", dict(betas=(0.9, 1.0)), ValueError, "Invalid beta parameter at index 1: 1.0"),
+    ("Adam", dict(weight_decay=NAN), ValueError, "Invalid weight_decay value: nan"),
+    ("Adam", dict(lr="abc"), TypeError, None),
+    ("Adam", dict(betas=0.9), TypeError, None),
+    ("SGD", dict(lr=-0.1), ValueError, "Invalid learning rate: -0.1"),
+    ("SGD", dict(lr=0.1, momentum=-1.0), ValueError, "Invalid momentum value: -1.0"),
+    ("SGD", dict(lr=0.1, weight_decay=-1.0), ValueError, "Invalid weight_decay value: -1.0"),
+    ("SGD", dict(lr="abc"), TypeError, None),
+    ("SGD", dict(lr=0.1, nesterov=True), ValueError, "Nesterov momentum requires"),
+]
+
+
+@pytest.mark.parametrize("opt, kwargs, error, message", REJECTED_BY_BOTH)
+def test_hyperparameters_rejected_as_pytorch(opt, kwargs, error, message):
+    tg_p, th_p = _params()
+    with pytest.raises(error, match=None if message is None else message.replace("(", r"\(")):
+        getattr(tg.optim, opt)(tg_p, **kwargs)
+    if torch is not None:
+        with pytest.raises(error):
+            getattr(torch.optim, opt)(th_p, **kwargs)
+
+
+@pytest.mark.parametrize("opt, kwargs, message", [
+    # PyTorch's ``if lr < 0.0`` lets NaN through; tilegrad's checks refuse it everywhere.
+    ("SGD", dict(lr=NAN), "Invalid learning rate: nan"),
+    ("SGD", dict(lr=0.1, momentum=NAN), "Invalid momentum value: nan"),
+    ("SGD", dict(lr=0.1, weight_decay=NAN), "Invalid weight_decay value: nan"),
+    ("SGD", dict(lr=0.1, dampening=NAN), "Invalid dampening value: nan"),
+])
+def test_nan_hyperparameters_are_refused(opt, kwargs, message):
+    tg_p, _ = _params()
+    with pytest.raises(ValueError, match=message):
+        getattr(tg.optim, opt)(tg_p, **kwargs)
+
+
+def test_param_groups_are_checked_as_the_constructor():
+    tg_p, _ = _params()
+    with pytest.raises(ValueError, match="Invalid learning rate: nan"):
+        tg.optim.SGD([{"params": tg_p[:1], "lr": NAN}], lr=0.1)
+    opt = tg.optim.Adam(tg_p[:1])
+    with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
+        opt.add_param_group({"params": tg_p[1:2], "betas": (0.9, 2.0)})
+    with pytest.raises(ValueError, match="more than one parameter group"):   # as PyTorch
+        opt.add_param_group({"params": tg_p[:1]})
+    with pytest.raises(TypeError):
+        opt.add_param_group(tg_p[1:])                 # a group is a dict
+    with pytest.raises(TypeError):
+        tg.optim.SGD(tg_p[0], lr=0.1)                 # params is an iterable, as PyTorch
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("opt, key, value, error", [
+    ("SGD", "lr", "abc", TypeError),             # bug: loaded, then step failed
+    ("SGD", "lr", NAN, ValueError),
+    ("SGD", "momentum", -0.5, ValueError),
+    ("SGD", "nesterov", "yes", TypeError),
+    ("SGD", "initial_lr", NAN, ValueError),
+    ("Adam", "betas", [0.9, NAN], ValueError),
+    ("Adam", "eps", None, TypeError),
+])
+def test_load_state_dict_checks_options_and_changes_nothing(opt, key, value, error):
+    tg_p, _ = _params(seed=17)
+    a = _make(opt, tg_p, _two_groups)
+    _step_with(a, tg_p, rng(18), 2)
+    before = _snapshot(a)
+    bad = a.state_dict()
+    bad["param_groups"][0]["lr"] = 123.0          # a good change that must not land either
+    bad["param_groups"][1][key] = value
+    with pytest.raises(error, match="load_state_dict: parameter group 1"):
+        a.load_state_dict(bad)
+    _assert_unchanged(a, before)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(step_size=0), ValueError),
+    (dict(step_size=1.5), TypeError),
+    (dict(step_size=2, gamma=NAN), ValueError),
+    (dict(step_size=2, gamma=-0.5), ValueError),
+    (dict(step_size=2, gamma="x"), TypeError),
+    (dict(step_size=2, last_epoch=-2), ValueError),
+])
+def test_steplr_checks_its_arguments(kwargs, error):
+    """PyTorch checks none of these (step_size 0 divides by zero in its first step, NaN makes
+    every learning rate NaN); tilegrad refuses them with the optimizers' classes."""
+    tg_p, _ = _params()
+    with pytest.raises(error):
+        tg.optim.lr_scheduler.StepLR(tg.optim.SGD(tg_p, lr=0.1), **kwargs)
+    with pytest.raises(TypeError):
+        tg.optim.lr_scheduler.StepLR(object(), 2)
+
+
+def test_steplr_load_state_dict_checks_before_changing():
+    tg_p, _ = _params()
+    s = tg.optim.lr_scheduler.StepLR(tg.optim.SGD(tg_p, lr=0.1), 3, 0.5)
+    good = s.state_dict()
+    for key, value in [("gamma", NAN), ("step_size", 0), ("base_lrs", [NAN]),
+                       ("_last_lr", [0.1, 0.2])]:
+        bad = dict(good, **{key: value})
+        with pytest.raises((TypeError, ValueError)):
+            s.load_state_dict(bad)
+        assert s.state_dict() == good, key

@@ -2,6 +2,7 @@
 import math
 
 from ..creation import zeros
+from ..errors import ArgumentError
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -9,6 +10,30 @@ from .module import Module, Parameter
 
 def _param(shape, device, dtype):
     return Parameter(zeros(shape, device=device, dtype=dtype))
+
+
+def _size(value, name, layer, least=0):
+    """A size argument: an int (not a bool: TypeError) of at least ``least`` (ArgumentError, a
+    ValueError, and the RuntimeError PyTorch raises when it makes a tensor of negative size)."""
+    if not F._is_int(value):
+        raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
+    if value < least:
+        raise ArgumentError(f"{layer}: {name} must be at least {least}, got {value}")
+    return int(value)
+
+
+def _window(kernel_size, stride, padding, layer):
+    """Kernel size, stride and padding of a 2-D window as (h, w) pairs, checked: ints (or pairs)
+    (TypeError), the kernel and stride at least 1 and the padding at least 0 (ArgumentError).
+    PyTorch takes zero and negative values here and fails only in forward (or, for a zero
+    kernel in Conv2d, returns an output larger than its input)."""
+    kernel = F._pair(kernel_size, "kernel_size", layer)
+    stride = kernel if stride is None else F._pair(stride, "stride", layer)
+    padding = F._pair(padding, "padding", layer)
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ArgumentError(f"{layer}: kernel_size {kernel} and stride {stride} must be positive, "
+                            f"padding {padding} non-negative")
+    return kernel, stride, padding
 
 
 def _init_bias_from_fan_in(bias, fan_in):
@@ -29,6 +54,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
+        in_features = _size(in_features, "in_features", "Linear")
+        out_features = _size(out_features, "out_features", "Linear")
         self.in_features, self.out_features = in_features, out_features
         self.weight = _param((out_features, in_features), device, dtype)
         self.register_parameter("bias", _param((out_features,), device, dtype) if bias else None)
@@ -49,17 +76,18 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution (cross-correlation) with ``weight`` (out, in, KH, KW) and ``bias`` (out,).
 
-    Args: in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, device, dtype.
+    Args: in_channels, out_channels (ints >= 0), kernel_size and stride (an int >= 1 or a pair),
+    padding (an int >= 0 or a pair), bias=True, device, dtype.
     Shape: (N, in, H, W) -> (N, out, Ho, Wo), ``Ho = (H + 2*padding - KH) // stride + 1``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  device=None, dtype=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = F._pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = F._pair(stride, "stride", "Conv2d")
-        self.padding = F._pair(padding, "padding", "Conv2d")
+        self.in_channels = _size(in_channels, "in_channels", "Conv2d")
+        self.out_channels = _size(out_channels, "out_channels", "Conv2d")
+        self.kernel_size, self.stride, self.padding = _window(kernel_size, stride, padding,
+                                                              "Conv2d")
         self.weight = _param((out_channels, in_channels) + self.kernel_size, device, dtype)
         self.register_parameter("bias", _param((out_channels,), device, dtype) if bias else None)
         self.reset_parameters()
@@ -80,8 +108,17 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
+    """Maximum over each window: ``F.max_pool2d``.
+
+    Args: kernel_size and stride (an int >= 1 or a pair; stride defaults to kernel_size),
+    padding (an int or a pair, from 0 to half the kernel). Kept as given (for the repr).
+    """
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
+        kernel, _, pad = _window(kernel_size, stride, padding, "MaxPool2d")
+        if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+            raise ArgumentError(f"MaxPool2d: padding {pad} must be at most half the kernel {kernel}")
         self.kernel_size, self.stride, self.padding = kernel_size, kernel_size if stride is None else stride, padding
 
     def forward(self, input):
@@ -97,22 +134,31 @@ class ReLU(Module):
 
 
 class Flatten(Module):
+    """``F.flatten(input, start_dim, end_dim)``: dimensions start_dim to end_dim (ints) merged."""
+
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
+        for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not F._is_int(d):
+                raise TypeError(f"Flatten: {name} must be an int, got {d!r}")
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
-        return input.flatten(self.start_dim, self.end_dim)
+        return F.flatten(input, self.start_dim, self.end_dim)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Dropout(Module):
+    """``F.dropout`` in training mode, the identity in eval mode.
+
+    Args: p, the probability of zeroing an element, in [0, 1] (NaN refused).
+    """
+
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: probability must be in [0, 1], got {p}")
+        F._check_probability(p, "Dropout")
         self.p = p
 
     def forward(self, input):
@@ -125,11 +171,14 @@ class Dropout(Module):
 class Embedding(Module):
     """A lookup table: ``weight`` (num_embeddings, embedding_dim), N(0, 1) initially.
 
+    Args: num_embeddings, embedding_dim (ints >= 0), device, dtype.
     Shape: integer indices (*) -> (*, embedding_dim).
     """
 
     def __init__(self, num_embeddings, embedding_dim, device=None, dtype=None):
         super().__init__()
+        num_embeddings = _size(num_embeddings, "num_embeddings", "Embedding")
+        embedding_dim = _size(embedding_dim, "embedding_dim", "Embedding")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = _param((num_embeddings, embedding_dim), device, dtype)
         self.reset_parameters()
@@ -145,8 +194,14 @@ class Embedding(Module):
 
 
 class CrossEntropyLoss(Module):
+    """``F.cross_entropy``. Args: reduction, 'mean', 'sum' or 'none' (checked here, not in the
+    first forward as PyTorch)."""
+
     def __init__(self, reduction="mean"):
         super().__init__()
+        if reduction not in F._REDUCTIONS:
+            raise ValueError(f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got "
+                             f"{reduction!r}")
         self.reduction = reduction
 
     def forward(self, input, target):

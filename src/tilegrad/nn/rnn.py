@@ -1,10 +1,15 @@
 """LSTMCell and LSTM with PyTorch's parameter names and gate order (i, f, g, o)."""
 import math
+import numbers
+
+import numpy as np
 
 from ..creation import zeros
+from ..errors import ShapeError
 from ..tensor import stack
 from . import functional as F
 from . import init
+from .layers import _size
 from .module import Module, Parameter
 
 
@@ -19,6 +24,8 @@ class LSTMCell(Module):
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__()
+        input_size = _size(input_size, "input_size", "LSTMCell")
+        hidden_size = _size(hidden_size, "hidden_size", "LSTMCell")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         g = 4 * hidden_size
         self.weight_ih = Parameter(zeros(g, input_size, device=device, dtype=dtype))
@@ -59,10 +66,14 @@ class LSTM(Module):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, device=None, dtype=None):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"LSTM: num_layers must be at least 1, got {num_layers}")
-        if not 0 <= dropout <= 1:
-            raise ValueError(f"LSTM: dropout must be in [0, 1], got {dropout}")
+        # As PyTorch's: sizes and num_layers must be integers of at least 1 (ValueError for 0,
+        # unlike LSTMCell's), dropout a number in [0, 1] (ValueError for any other value).
+        input_size = _size(input_size, "input_size", "LSTM", least=1)
+        hidden_size = _size(hidden_size, "hidden_size", "LSTM", least=1)
+        num_layers = _size(num_layers, "num_layers", "LSTM", least=1)
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) or \
+                not 0 <= dropout <= 1:
+            raise ValueError(f"LSTM: dropout must be a number in [0, 1], got {dropout!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         g = 4 * hidden_size
@@ -86,7 +97,7 @@ class LSTM(Module):
 
     def forward(self, input, hx=None):
         if input.ndim != 3 or input.shape[2] != self.input_size:
-            raise ValueError(f"LSTM: expects input of shape (T, B, {self.input_size})"
+            raise ShapeError(f"LSTM: expects input of shape (T, B, {self.input_size})"
                              f"{' with batch_first (B, T, ...)' if self.batch_first else ''}, "
                              f"got {input.shape}")
         x = input.transpose(0, 1) if self.batch_first else input
@@ -96,7 +107,7 @@ class LSTM(Module):
             h0 = zeros(state_shape, dtype=x.dtype, device=x.device)
             hx = (h0, h0)
         if hx[0].shape != state_shape or hx[1].shape != state_shape:
-            raise ValueError(f"LSTM: hx must be two tensors of shape {state_shape}, got "
+            raise ShapeError(f"LSTM: hx must be two tensors of shape {state_shape}, got "
                              f"{hx[0].shape} and {hx[1].shape}")
         h_n, c_n = [], []
         for k in range(self.num_layers):

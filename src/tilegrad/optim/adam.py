@@ -1,7 +1,7 @@
 """Adam (Kingma and Ba), as torch.optim.Adam without amsgrad."""
 from ..autograd import no_grad
 from ..creation import zeros_like
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_hyperparameter
 
 
 class Adam(Optimizer):
@@ -10,10 +10,20 @@ class Adam(Optimizer):
     State per parameter: ``step``, ``exp_avg``, ``exp_avg_sq``; one fused ``adam_step`` each."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"Adam: invalid lr {lr}, betas {betas}, eps {eps} or weight_decay "
-                             f"{weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def _check_options(self, options):
+        """PyTorch's checks and messages, with NaN refused: lr, eps and weight_decay at least 0,
+        betas a pair in [0, 1)."""
+        check_hyperparameter(options["lr"], "learning rate", lambda v: 0.0 <= v)
+        check_hyperparameter(options["eps"], "epsilon value", lambda v: 0.0 <= v)
+        betas = options["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"Invalid betas: {betas!r} is not a pair of numbers")
+        for k, b in enumerate(betas):
+            check_hyperparameter(b, f"beta parameter at index {k}", lambda v: 0.0 <= v < 1.0)
+        check_hyperparameter(options["weight_decay"], "weight_decay value", lambda v: 0.0 <= v)
 
     def step(self):
         self._check_grads()

@@ -1,19 +1,49 @@
 """Learning-rate schedules."""
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer, check_hyperparameter
+
+
+def _check_int(value, what, valid):
+    """An integer (not a bool) for which ``valid`` holds: TypeError, then ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Invalid {what}: {value!r} is not an integer")
+    if not valid(value):
+        raise ValueError(f"Invalid {what}: {value}")
 
 
 class StepLR:
     """Multiply each group's learning rate by ``gamma`` every ``step_size`` calls of ``step()``:
-    ``lr = base_lr * gamma ** (epoch // step_size)``, as torch.optim.lr_scheduler.StepLR."""
+    ``lr = base_lr * gamma ** (epoch // step_size)``, as torch.optim.lr_scheduler.StepLR.
+
+    Args:
+        optimizer: an Optimizer; each group's ``initial_lr`` (its lr if unset) is its base.
+        step_size: epochs between decays, an int >= 1.
+        gamma: the decay factor, a finite number >= 0.
+        last_epoch: the epoch done, an int >= -1 (-1: none; the constructor steps to 0).
+    """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"StepLR: {type(optimizer).__name__} is not an Optimizer")
+        self._check(step_size, gamma, last_epoch)
         self.optimizer, self.step_size, self.gamma = optimizer, step_size, gamma
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
         self.base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         self.last_epoch = last_epoch
         self.step()
+
+    @staticmethod
+    def _check(step_size, gamma, last_epoch):
+        """step_size a positive integer, gamma a finite number at least 0 (a negative one would
+        make negative learning rates, which the optimizers refuse), last_epoch an integer from
+        -1 (PyTorch checks none of them; NaN and 0 break the schedule)."""
+        _check_int(step_size, "step_size", lambda v: v >= 1)
+        check_hyperparameter(gamma, "gamma", lambda v: 0.0 <= v < math.inf)
+        _check_int(last_epoch, "last_epoch", lambda v: v >= -1)
 
     def get_last_lr(self):
         return list(self._last_lr)
@@ -29,6 +59,16 @@ class StepLR:
                 "last_epoch": self.last_epoch, "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state_dict):
+        """Restore the schedule; its values are checked as the constructor's, and the learning
+        rates as the optimizers', before anything changes."""
+        self._check(state_dict["step_size"], state_dict["gamma"], state_dict["last_epoch"])
+        for name in ("base_lrs", "_last_lr"):
+            lrs = state_dict[name]
+            if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.optimizer.param_groups):
+                raise ValueError(f"StepLR.load_state_dict: {name} must hold one learning rate per "
+                                 f"parameter group ({len(self.optimizer.param_groups)}), got {lrs!r}")
+            for lr in lrs:
+                check_hyperparameter(lr, "learning rate", lambda v: 0.0 <= v)
         self.step_size, self.gamma = state_dict["step_size"], state_dict["gamma"]
         self.base_lrs = list(state_dict["base_lrs"])
         self.last_epoch, self._last_lr = state_dict["last_epoch"], list(state_dict["_last_lr"])

@@ -1,9 +1,21 @@
 """Optimizer: parameter groups, per-parameter state, and state dicts in PyTorch's layout."""
 import copy
+import numbers
 
 import numpy as np
 
 from ..tensor import Tensor
+
+
+def check_hyperparameter(value, what, valid):
+    """The hyperparameter ``value`` is a real number (TypeError otherwise) for which ``valid``
+    holds (ValueError "Invalid <what>: <value>", PyTorch's message, otherwise). ``valid`` says
+    what is allowed, ``lambda v: 0.0 <= v``, so that NaN, for which every comparison is false,
+    fails it (PyTorch's ``if lr < 0.0`` lets NaN through)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Invalid {what}: {value!r} is not a number")
+    if not valid(value):
+        raise ValueError(f"Invalid {what}: {value}")
 
 
 class Optimizer:
@@ -11,7 +23,11 @@ class Optimizer:
     ``state`` maps a parameter to a dict of its buffers (device arrays) and counters."""
 
     def __init__(self, params, defaults):
+        self._check_options(defaults)
         self.defaults = defaults
+        if isinstance(params, (Tensor, set, frozenset)):
+            raise TypeError(f"{type(self).__name__}: params must be an ordered iterable of "
+                            f"tensors or of dicts, got a {type(params).__name__}")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -22,19 +38,35 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group):
+        """Add a dict with ``params`` (a tensor or an ordered iterable of them) and options; the
+        options it lacks come from ``defaults``. Everything is checked before it is added."""
+        if not isinstance(group, dict):
+            raise TypeError(f"{type(self).__name__}: a parameter group must be a dict, got "
+                            f"{type(group).__name__}")
         group = dict(group)
         params = group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{type(self).__name__}: a group's params must be ordered, not a set")
         group["params"] = [params] if isinstance(params, Tensor) else list(params)
         for p in group["params"]:
             if not isinstance(p, Tensor) or not p.requires_grad or not p.is_leaf:
                 raise TypeError(f"{type(self).__name__}: can only optimize leaf tensors that "
                                 f"require grad, got {type(p).__name__}")
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in taken for p in group["params"]):
+            raise ValueError(f"{type(self).__name__}: some parameters appear in more than one "
+                             f"parameter group")
         unknown = set(group) - set(self.defaults) - {"params"}
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown options {sorted(unknown)}")
         for k, v in self.defaults.items():
             group.setdefault(k, v)
+        self._check_options(group)
         self.param_groups.append(group)
+
+    def _check_options(self, options):
+        """Check one group's hyperparameters (``defaults``, a group, or a loaded state dict's
+        group): TypeError or ValueError, as the subclass's constructor. Nothing to check here."""
 
     def zero_grad(self, set_to_none=True):
         """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
@@ -77,7 +109,9 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Restore options and buffers; checks group sizes and buffer shapes before changing anything."""
+        """Restore options and buffers. Everything is checked before anything changes: the group
+        sizes, the options' types and values (as the constructor checks them) and the buffers'
+        shapes."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups) or any(
                 len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
@@ -90,6 +124,18 @@ class Optimizer:
             if unsupported:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: options {unsupported} "
                                  f"are not supported")
+        for k, (saved, group) in enumerate(zip(groups, self.param_groups)):
+            options = {key: v for key, v in group.items() if key != "params"}
+            options.update({key: tuple(v) if isinstance(v, list) else v
+                            for key, v in saved.items() if key in self.defaults})
+            try:
+                self._check_options(options)
+                if "initial_lr" in saved:
+                    check_hyperparameter(saved["initial_lr"], "initial learning rate",
+                                         lambda v: 0.0 <= v)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{type(self).__name__}.load_state_dict: parameter group {k}: "
+                              f"{e}") from None
         by_index = {}
         for saved, group in zip(groups, self.param_groups):
             by_index.update(zip(saved["params"], group["params"]))
