@@ -3,6 +3,7 @@ import math
 
 from ..creation import zeros
 from ..errors import ArgumentError
+from . import _args as A
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -15,7 +16,7 @@ def _param(shape, device, dtype):
 def _size(value, name, layer, least=0):
     """A size argument: an int (not a bool: TypeError) of at least ``least`` (ArgumentError, a
     ValueError, and the RuntimeError PyTorch raises when it makes a tensor of negative size)."""
-    if not F._is_int(value):
+    if not A.is_int(value):
         raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
     if value < least:
         raise ArgumentError(f"{layer}: {name} must be at least {least}, got {value}")
@@ -27,9 +28,9 @@ def _window(kernel_size, stride, padding, layer):
     (TypeError), the kernel and stride at least 1 and the padding at least 0 (ArgumentError).
     PyTorch takes zero and negative values here and fails only in forward (or, for a zero
     kernel in Conv2d, returns an output larger than its input)."""
-    kernel = F._pair(kernel_size, "kernel_size", layer)
-    stride = kernel if stride is None else F._pair(stride, "stride", layer)
-    padding = F._pair(padding, "padding", layer)
+    kernel = A.pair(kernel_size, "kernel_size", layer)
+    stride = kernel if stride is None else A.pair(stride, "stride", layer)
+    padding = A.pair(padding, "padding", layer)
     if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
         raise ArgumentError(f"{layer}: kernel_size {kernel} and stride {stride} must be positive, "
                             f"padding {padding} non-negative")
@@ -139,7 +140,7 @@ class Flatten(Module):
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if not F._is_int(d):
+            if not A.is_int(d):
                 raise TypeError(f"Flatten: {name} must be an int, got {d!r}")
         self.start_dim, self.end_dim = start_dim, end_dim
 
@@ -158,7 +159,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        F._check_probability(p, "Dropout")
+        A.check_probability(p, "Dropout")
         self.p = p
 
     def forward(self, input):
