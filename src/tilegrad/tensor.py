@@ -609,13 +609,7 @@ def matmul(a, b):
         raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-    if 0 in a2.shape[-2:] + b2.shape[-1:] and a.dtype in dtypes.FLOATING:
-        # No products (an inner size of 0: zeros) or no outputs: spelled out as a broadcast
-        # product summed over the inner size, so that no matmul kernel runs on an empty operand
-        # (the CUDA ones fail there) and the gradients keep their shapes.
-        out = (a2.unsqueeze(-1) * b2.unsqueeze(-3)).sum(-2)
-    else:
-        out = N.MatMul.apply(a2, b2)
+    out = N.MatMul.apply(a2, b2)
     if b.ndim == 1:
         out = out.squeeze(-1)
     if a.ndim == 1:
