@@ -27,7 +27,7 @@ from . import autograd, dtypes
 from .errors import DtypeError, ShapeError
 
 
-def _bound(t, value, op, name):
+def _bound(value, op, name):
     if value is None or hasattr(value, "shape") or isinstance(value, (int, float, np.number)):
         return value
     raise TypeError(f"{op}: {name} must be a number or a tensor, got {type(value).__name__}")
@@ -99,7 +99,7 @@ class InplaceOps:
     def clamp(self, min=None, max=None):
         """Each element limited to ``[min, max]`` (either may be None; ``max`` wins if
         ``min > max``). The gradient passes where ``min <= x <= max``, as in PyTorch."""
-        min, max = _bound(self, min, "clamp", "min"), _bound(self, max, "clamp", "max")
+        min, max = _bound(min, "clamp", "min"), _bound(max, "clamp", "max")
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
         if self.dtype.kind == "u":   # the negations below would wrap around: clamp in int64

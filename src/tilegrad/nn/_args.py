@@ -7,13 +7,9 @@ import numbers
 import numpy as np
 
 from .. import dtypes
+from .._checks import is_int
 from ..errors import ArgumentError, DeviceMismatchError, DtypeError, ShapeError
 from ..tensor import Tensor
-
-
-def is_int(v):
-    """A Python or NumPy integer, not a bool (PyTorch's argument parser refuses bools for ints)."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def ints(v, name, op):
