@@ -18,7 +18,8 @@ from tilegrad import nn
 from tilegrad.nn import functional as F
 
 
-MEMORY = {"empty", "zeros", "full", "from_numpy", "to_numpy", "copy", "synchronize"}
+MEMORY = {"empty", "zeros", "full", "from_numpy", "to_numpy", "copy", "synchronize",
+          "forbid_in_capture"}   # moves and guards, no computing
 
 
 @pytest.fixture(autouse=True, params=[d.name for d in tg.devices() if d.available])

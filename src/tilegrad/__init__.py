@@ -17,7 +17,7 @@ from .serialization import load, save
 from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
 from .tensor import Tensor, cat, matmul, stack
-from . import nn, optim  # noqa: E402  (nn and optim build on the names above)
+from . import cuda, nn, optim  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
 
@@ -28,5 +28,5 @@ __all__ = [
     "rand", "arange", "cat", "stack", "matmul", "no_grad", "enable_grad", "is_grad_enabled",
     "set_grad_enabled", "manual_seed", "get_rng_state", "set_rng_state", "save", "load", "device",
     "devices", "get_default_device", "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double", "int32", "int64",
-    "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn", "optim", "autograd",
+    "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn", "optim", "autograd", "cuda",
 ]

@@ -29,3 +29,8 @@ class ArgumentError(ValueError, RuntimeError):
 class IndexRangeError(IndexError, ValueError):
     """An index outside the rows it selects (an embedding index, a class target): PyTorch raises
     ``IndexError``; tilegrad raised ``ValueError`` for these before."""
+
+
+class CaptureError(RuntimeError):
+    """Host work (a copy to or from the host, a sync, a read of a device value) asked for while a
+    CUDA graph is captured: the graph could not repeat it."""

@@ -127,16 +127,25 @@ class Tensor(InplaceOps):
     # ------------------------------------------------------------ conversion
     def numpy(self):
         """A NumPy copy of the values (on any device)."""
+        self._host_read("Tensor.numpy")
         return self._be.to_numpy(self.data)
 
     def tolist(self):
+        self._host_read("Tensor.tolist")
         return self.numpy().tolist()
 
     def item(self):
         if self.numel() != 1:
             raise ShapeError(f"item: only a tensor with one element can be converted to a "
                              f"Python number, this one has shape {self.shape}")
+        self._host_read("Tensor.item")
         return self.numpy().reshape(()).item()
+
+    def _host_read(self, what):
+        """A device that can capture CUDA graphs refuses host reads while it captures one."""
+        forbid = getattr(self._be, "forbid_in_capture", None)
+        if forbid is not None:
+            forbid(f"{what}: reading a {self.device} tensor on the host")
 
     def detach(self):
         """The same values, cut from the graph. It shares the storage (and so the version

@@ -16,6 +16,7 @@ from .optim import adam_step, sgd_step  # noqa: F401
 from .pool import max_pool2d_bwd, max_pool2d_fwd  # noqa: F401
 from .reduce import amax, argmax, sum  # noqa: F401
 from .runtime import copy, empty, from_numpy, synchronize, to_numpy, zeros  # noqa: F401
+from .runtime import forbid_in_capture  # noqa: F401  (not a primitive: capture's guard)
 from .softmax import (cross_entropy_bwd, cross_entropy_fwd, log_softmax_bwd,  # noqa: F401
                       log_softmax_fwd)
 

@@ -152,3 +152,14 @@ def epilogue(has_bias, relu, zero):
         return acc
     return finish
 
+
+
+@cuda.jit(device=True)
+def report_error(flag, code, value, bound):
+    """Report bad input to the host: ``flag`` is ``runtime.expect_errors()`` (int64, 4 slots).
+    The first report wins (compare-and-swap on the code); ``value`` and ``bound`` go with it into
+    the error message (the bad index and the count it must stay under, say). The caller then
+    skips the element instead of reading out of bounds."""
+    if cuda.atomic.cas(flag, 0, 0, code) == 0:
+        flag[1] = value
+        flag[2] = bound

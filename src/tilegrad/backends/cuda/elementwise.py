@@ -285,7 +285,7 @@ def _broadcast_layout(out_shape, in_shapes):
         dims = [(1, [0] * len(in_shapes))]
     arrays = [np.array([size for size, _ in dims], dtype=np.int64)]
     arrays += [np.array([sts[k] for _, sts in dims], dtype=np.int64) for k in range(len(in_shapes))]
-    return tuple(rt.from_numpy(a) for a in arrays)
+    return tuple(rt.constant(a) for a in arrays)
 
 
 def _broadcast_shape(*shapes):

@@ -149,8 +149,8 @@ def _gather_layout(dims):
     """Device int64 arrays (sizes, strides) of the coalesced ``dims``; cached per layout (only
     read by the kernels; a training step repeats its shapes, so one upload each)."""
     dims = rt.coalesce(dims)
-    return (rt.from_numpy(np.array([s for s, _ in dims], dtype=np.int64)),
-            rt.from_numpy(np.array([st for _, st in dims], dtype=np.int64)))
+    return (rt.constant(np.array([s for s, _ in dims], dtype=np.int64)),
+            rt.constant(np.array([st for _, st in dims], dtype=np.int64)))
 
 
 def _size(shape):

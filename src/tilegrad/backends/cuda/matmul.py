@@ -43,7 +43,7 @@ from . import matmul_bigtile as bigtile
 from .common import NUMBA_DTYPES as _NUMBA_DTYPES
 from .common import flat
 from .common import epilogue
-from .runtime import (SIMULATOR, ceil_div, empty, from_numpy, launch, multiprocessors,
+from .runtime import (SIMULATOR, ceil_div, constant, empty, launch, multiprocessors,
                       placeholder, xp, zeros)
 
 
@@ -276,8 +276,8 @@ def _batch_offsets(a_shape, b_shape, a_mat, b_mat):
     count = int(np.prod(batch, dtype=np.int64))
     a_idx = np.broadcast_to(np.arange(int(np.prod(a_batch, dtype=np.int64))).reshape(a_batch), batch)
     b_idx = np.broadcast_to(np.arange(int(np.prod(b_batch, dtype=np.int64))).reshape(b_batch), batch)
-    return batch, count, from_numpy((a_idx.reshape(-1) * a_mat).astype(np.int64)), \
-        from_numpy((b_idx.reshape(-1) * b_mat).astype(np.int64))
+    return batch, count, constant((a_idx.reshape(-1) * a_mat).astype(np.int64)), \
+        constant((b_idx.reshape(-1) * b_mat).astype(np.int64))
 
 
 

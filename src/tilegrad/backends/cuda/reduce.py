@@ -162,7 +162,7 @@ def _reduce_layout(shape, axes):
     kept = rt.coalesce([(shape[d], strides[d]) for d in range(len(shape)) if d not in axes])
     red = rt.coalesce([(shape[d], strides[d]) for d in axes])
     arrays = [np.array([p[k] for p in dims], dtype=np.int64) for dims in (kept, red) for k in (0, 1)]
-    return tuple(rt.from_numpy(a) for a in arrays)
+    return tuple(rt.constant(a) for a in arrays)
 
 
 def _normalize(axes, ndim):
