@@ -6,8 +6,9 @@ other dtype names). ``compare(call, arrays, device)`` builds tensors from the Nu
 both frameworks (floating ones require grad), runs ``call`` in each, and asserts one of:
 
 - PyTorch raised: tilegrad raised an instance of the same class among IndexError, ValueError,
-  TypeError and RuntimeError (the first of those PyTorch's exception is an instance of), and left
-  its input tensors as they were;
+  TypeError and RuntimeError (the first of those PyTorch's exception is an instance of), at the
+  call or when its outputs are read back (where a device's kernels check indices, "cuda", the
+  error comes at the next sync), and left its input tensors as they were;
 - PyTorch returned: tilegrad returned the same structure of tensors (shapes, dtypes, and values to
   ``TOL`` in float64; NaNs and infinities at the same places), then the gradients of
   ``sum(w * out)`` for fixed random ``w`` agree to ``TOL`` for every input.
@@ -162,6 +163,8 @@ def compare(call, arrs, device="cpu", grad=True, seed=0):
         expected = _expected_error(e)
         try:
             out = call(tg_lib, *tg_in)
+            for o in _outputs(out):   # "cuda" raises an index its kernels reject at the next sync
+                _numpy(o)
         except Exception as mine:   # noqa: BLE001 (any class: the assertion says which)
             assert isinstance(mine, expected), \
                 f"PyTorch raised {type(e).__name__}({e}); tilegrad {type(mine).__name__}({mine})"

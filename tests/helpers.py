@@ -112,3 +112,26 @@ def check_same_as_cpu(fn, cpu_fn, *arrays, rtol=1e-10, atol=1e-12, seed=1):
 
 def on_ci():
     return bool(os.environ.get("CI"))
+
+
+class Guarded(np.ndarray):
+    """An array that raises IndexError on any integer index outside it, negative ones included
+    (NumPy would wrap those): passed to a kernel in Numba's simulator, it shows that the kernel
+    never reads or writes out of bounds. ``guarded(a)`` makes one, a view of ``a``."""
+
+    def _check(self, key):
+        for i, n in zip(key if isinstance(key, tuple) else (key,), self.shape):
+            if isinstance(i, (int, np.integer)) and not 0 <= i < n:
+                raise IndexError(f"index {i} is out of bounds for a dimension of {n}")
+
+    def __getitem__(self, key):
+        self._check(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        self._check(key)
+        super().__setitem__(key, value)
+
+
+def guarded(a):
+    return np.ascontiguousarray(a).view(Guarded)

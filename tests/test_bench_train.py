@@ -82,11 +82,11 @@ def test_without_torch_the_reference_is_tilegrad_in_float64():
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("mlp", {"matmul", "sgd_step", "cross_entropy_fwd", "cross_entropy_bwd"}),
+    ("mlp", {"matmul", "sgd_step_multi", "cross_entropy_fwd", "cross_entropy_bwd"}),
     ("cnn", {"matmul", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "max_pool2d_fwd",
-             "max_pool2d_bwd", "sgd_step"}),
-    ("lm", {"matmul", "lstm_cell_fwd", "lstm_cell_bwd", "cross_entropy_fwd", "embedding_fwd",
-            "embedding_bwd", "adam_step", "binary:add"}),
+             "max_pool2d_bwd", "sgd_step_multi"}),
+    ("lm", {"matmul", "lstm_seq_fwd", "lstm_seq_bwd", "lstm_bias_bwd", "cross_entropy_fwd",
+            "embedding_fwd", "embedding_bwd", "adam_step_multi", "norm_multi", "clip_scale_multi"}),
 ])
 def test_profile_step_sees_the_primitives(name, expected):
     prof = train.profile_step(TINY[name], CPU, steps=2)

@@ -1,12 +1,14 @@
 """The CUDA log-softmax and fused cross-entropy kernels in Numba's simulator, against the NumPy
 backend in float64 (and float32 with a float32 tolerance), on odd shapes (never block multiples),
-with large-magnitude logits to show the max-subtraction keeps them stable."""
+with large-magnitude logits to show the max-subtraction keeps them stable; the reductions 'sum' and
+'mean' in the primitives (2 launches forward, 1 backward); bad targets reported by the forward
+kernel and raised at the next sync, never read out of bounds."""
 import os
 
 import numpy as np
 import pytest
 
-from helpers import assert_close, rng
+from helpers import assert_close, guarded, rng
 
 if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("the CUDA kernels run here in Numba's simulator: set NUMBA_ENABLE_CUDASIM=1",
@@ -14,7 +16,9 @@ if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 pytest.importorskip("numba", reason="numba-cuda is not installed")
 
 from tilegrad.backends import numpy as ref          # noqa: E402
+from tilegrad.backends.cuda import runtime as rt    # noqa: E402
 from tilegrad.backends.cuda import softmax as sm    # noqa: E402
+from tilegrad.errors import IndexRangeError         # noqa: E402
 
 CS = [1, 3, 13, 33]         # 33 > 4 * the simulator's block of 8: each thread holds several
 NS = [1, 3, 7]              # 7 rows > the simulator's 4 blocks: the row loop wraps
@@ -96,10 +100,88 @@ def test_non_contiguous_inputs():
     assert_close(sm.cross_entropy_bwd(x, t, g), ref.cross_entropy_bwd(x, t, g), **TOL[np.float64])
 
 
-def test_bad_target_gives_nan_not_an_out_of_bounds_read():
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("n,c", [(1, 3), (7, 13), (37, 5)], ids=str)   # 37 rows > 4 * 8 threads
+def test_reduced_cross_entropy_against_numpy_float64(n, c, reduction):
+    x = _logits((n, c), seed=3 * n + c, scale=20.0)
+    t = _target(n, c, seed=n * c)
+    g = rng(n + 2 * c).standard_normal(())                 # the reduced loss's gradient
+    loss = sm.cross_entropy_fwd(x, t, reduction)
+    assert loss.shape == () and loss.dtype == np.float64
+    assert_close(loss, ref.cross_entropy_fwd(x, t, reduction), what="loss", **TOL[np.float64])
+    per_row = ref.cross_entropy_fwd(x, t)                  # and the spec against its own 'none'
+    want = per_row.sum() / (n if reduction == "mean" else 1)
+    assert_close(ref.cross_entropy_fwd(x, t, reduction), want, **TOL[np.float64])
+    for grad in (g, g.reshape(1)):                         # a 0-d or one-element gradient
+        dx = sm.cross_entropy_bwd(x, t, grad, reduction)
+        assert_close(dx, ref.cross_entropy_bwd(x, t, grad, reduction), what="dlogits",
+                     **TOL[np.float64])
+        g_rows = np.full(n, g / (n if reduction == "mean" else 1))
+        assert_close(dx, ref.cross_entropy_bwd(x, t, g_rows), what="dlogits per row",
+                     **TOL[np.float64])
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_reduced_cross_entropy_float32(reduction):
+    n, c = 11, 33
+    x32 = _logits((n, c), seed=1, scale=50.0).astype(np.float32)
+    t = _target(n, c, seed=2)
+    g32 = np.float32(rng(3).standard_normal()).reshape(())
+    loss = sm.cross_entropy_fwd(x32, t, reduction)
+    dx = sm.cross_entropy_bwd(x32, t, g32, reduction)
+    assert loss.dtype == np.float32 and dx.dtype == np.float32
+    x64, g64 = x32.astype(np.float64), g32.astype(np.float64)
+    assert_close(loss, ref.cross_entropy_fwd(x64, t, reduction), what="loss", **TOL[np.float32])
+    assert_close(dx, ref.cross_entropy_bwd(x64, t, g64, reduction), what="dlogits",
+                 **TOL[np.float32])
+
+
+@pytest.mark.parametrize("reduction, fwd", [("none", 1), ("sum", 2), ("mean", 2)])
+def test_launches_per_call(reduction, fwd):
+    x, t = _logits((5, 7), seed=6), _target(5, 7, seed=7)
+    g = rng(8).standard_normal(5 if reduction == "none" else ())
+    before = rt.counts()
+    sm.cross_entropy_fwd(x, t, reduction)
+    mid = rt.counts()
+    sm.cross_entropy_bwd(x, t, g, reduction)
+    after = rt.counts()
+    assert mid["kernels"] - before["kernels"] == fwd
+    assert after["kernels"] - mid["kernels"] == 1
+    assert mid["copies"] == before["copies"] and after["copies"] == mid["copies"]
+
+
+def test_sum_of_no_rows_is_zero():
+    x, t = np.empty((0, 4)), np.empty((0,), np.int64)
+    assert sm.cross_entropy_fwd(x, t, "sum") == 0
+    assert sm.cross_entropy_bwd(x, t, np.ones(()), "sum").shape == (0, 4)
+
+
+def test_bad_target_gives_nan_and_an_error_at_the_next_sync():
+    """Targets 5 and -1 for 5 classes: the guarded logits raise on any read out of bounds; the
+    losses of those rows are NaN, the error comes at the next sync and is then cleared."""
     x = _logits((3, 5), seed=5)
     t = np.array([0, 5, -1], dtype=np.int64)
-    loss = sm.cross_entropy_fwd(x, t)
-    dx = sm.cross_entropy_bwd(x, t, np.ones(3))
+    loss = sm.cross_entropy_fwd(guarded(x), guarded(t))
     assert np.isfinite(loss[0]) and np.isnan(loss[1:]).all()
+    with pytest.raises(IndexRangeError, match=r"cross_entropy: target (5|-1) is out of range "
+                                              r"for 5 classes"):
+        rt.synchronize()
+    assert not rt.error_flag().any()
+    dx = sm.cross_entropy_bwd(guarded(x), guarded(t), np.ones(3))
+    rt.synchronize()                                        # the backward does not report
     assert np.isfinite(dx[0]).all() and np.isnan(dx[1:]).all()
+    mean = sm.cross_entropy_fwd(x, t, "mean")               # the reduction carries the NaN
+    assert np.isnan(mean)
+    with pytest.raises(IndexRangeError, match="target (5|-1) is out"):
+        rt.to_numpy(mean)
+    t_ok = np.array([4, 0, 2], dtype=np.int64)
+    assert_close(sm.cross_entropy_fwd(x, t_ok, "mean"), ref.cross_entropy_fwd(x, t_ok, "mean"),
+                 **TOL[np.float64])
+    rt.synchronize()                                        # nothing left to raise
+
+
+def test_no_classes_every_target_is_out_of_range():
+    loss = sm.cross_entropy_fwd(np.empty((2, 0)), np.array([0, 0], dtype=np.int64), "sum")
+    assert np.isnan(loss)
+    with pytest.raises(IndexRangeError, match="target 0 is out of range for 0 classes"):
+        rt.synchronize()

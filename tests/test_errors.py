@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import tilegrad as tg
 from tilegrad import nn
+from tilegrad.errors import ArgumentError
 from tilegrad.nn import functional as F
 
 
@@ -199,13 +200,32 @@ def test_cross_entropy_non_integer_target():
         F.cross_entropy(tg.randn(3, 5), [1, 2, 0])
 
 
+@contextlib.contextmanager
+def refused_now_or_at_sync(exc, match):
+    """An index out of range: refused at the call (``refused``) on a device that checks indices
+    on the host; on one whose kernels check them ("cuda") the call runs, and the error comes at
+    the next sync, which the block's ``info.sync`` names (an output to read back)."""
+    class Info:
+        sync = None
+    info = Info()
+    if not getattr(tg.get_default_device().backend, "CHECKS_INDICES", False):
+        with refused(exc, match=match):
+            yield info
+        return
+    yield info
+    with pytest.raises(exc, match=match):
+        info.sync.numpy()
+    info.sync.numpy()                      # raised once: the flag is clear
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("bad", [5, 17, -1, -6])
-def test_cross_entropy_class_index_out_of_range(bad):
+def test_cross_entropy_class_index_out_of_range(bad, reduction):
     logits = tg.randn(4, 5, requires_grad=True)
     before = snapshot(logits)
     target = tg.tensor([1, 4, bad, 0])
-    with refused(ValueError, match=msg("cross_entropy", bad, "5 classes")):
-        F.cross_entropy(logits, target)
+    with refused_now_or_at_sync(ValueError, match=msg("cross_entropy", bad, "5 classes")) as e:
+        e.sync = F.cross_entropy(logits, target, reduction=reduction)
     assert_unchanged(before, [logits])
 
 
@@ -214,9 +234,16 @@ def test_embedding_index_out_of_range(bad):
     m = nn.Embedding(6, 3)
     params = with_grads(m, tg.tensor([[0, 5], [2, 2]]))
     before = snapshot(*params)
-    with refused(ValueError, match=msg("embedding", bad, "6 rows")):
-        m(tg.tensor([[1, bad], [3, 0]]))
+    with refused_now_or_at_sync(ValueError, match=msg("embedding", bad, "6 rows")) as e:
+        e.sync = m(tg.tensor([[1, bad], [3, 0]]))
     assert_unchanged(before, params)
+
+
+def test_embedding_index_out_of_range_with_no_columns_is_an_argument_error():
+    # PyTorch gathers rows of no columns another way, whose range error is a RuntimeError.
+    weight = tg.randn(6, 0)
+    with refused_now_or_at_sync(ArgumentError, match=msg("embedding", 6, "6 rows")) as e:
+        e.sync = F.embedding(tg.tensor([0, 6]), weight)
 
 
 def test_embedding_float_indices():

@@ -7,7 +7,9 @@
   gradients compared; default initialisation against PyTorch's documented bounds.
 - Dropout: the identity in eval; in training, scaling, keep rate and gradient of the mask.
 """
+import contextlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -289,6 +291,179 @@ def test_dims_out_of_range_are_index_errors(call):
 def test_error_classes_are_pytorchs(call, error):
     with pytest.raises(error):
         call()
+
+
+# ---------------------------------------------------------------- index range checks
+# On "cpu" F.embedding and F.cross_entropy read the indices at the call and raise there. On "cuda"
+# the kernels check them and the error comes at the next sync: the call reads nothing back, so a
+# training step can be captured as a CUDA graph.
+
+CUDA = tg.device("cuda")
+needs_cuda = pytest.mark.skipif(not CUDA.available, reason=f"cuda: {CUDA.reason}")
+
+
+def _index_calls(device, bad):
+    """op -> (call with index ``bad``, its error message, the call with good indices)."""
+    w = tg.tensor(rng(1).standard_normal((7, 3)), device=device, requires_grad=True)
+    x = tg.tensor(rng(2).standard_normal((3, 5)), device=device, requires_grad=True)
+    x3 = tg.tensor(rng(3).standard_normal((2, 5, 3)), device=device, requires_grad=True)
+
+    def emb(i):
+        return lambda: F.embedding(tg.tensor([[0, i], [6, 2]], device=device), w)
+
+    def ce(k, reduction="mean"):
+        return lambda: F.cross_entropy(x, tg.tensor([0, k, 1], device=device), reduction=reduction)
+
+    def ce3(k):           # logits (N, C, d): the kernels see the permuted rows
+        return lambda: F.cross_entropy(x3, tg.tensor([[0, 4, 1], [k, 2, 2]], device=device))
+
+    emb_msg = f"embedding: index {bad} is out of range for a weight of 7 rows"
+    ce_msg = f"cross_entropy: target {bad} is out of range for 5 classes"
+    return {"embedding": (emb(bad), emb_msg, emb(3)),
+            "cross_entropy-mean": (ce(bad), ce_msg, ce(4)),
+            "cross_entropy-none": (ce(bad, "none"), ce_msg, ce(4, "none")),
+            "cross_entropy-3d": (ce3(bad), ce_msg, ce3(4))}
+
+
+@pytest.mark.parametrize("bad", [7, -1])
+@pytest.mark.parametrize("op", ["embedding", "cross_entropy-mean", "cross_entropy-none",
+                                "cross_entropy-3d"])
+def test_index_out_of_range_raises_at_the_call_on_cpu_and_at_the_next_sync_on_cuda(device, op,
+                                                                                    bad):
+    call, message, good = _index_calls(device, bad)[op]
+    if device == "cpu":
+        with pytest.raises(IndexError, match=re.escape(message)):
+            call()
+    else:
+        out = call()                                    # the kernel has reported it: no error yet
+        with pytest.raises(IndexError, match=re.escape(message)):
+            out.numpy()
+        out.numpy()                                     # raised once: the flag is clear
+    # The next good call works, on the same tensors, forward and backward, as on cpu.
+    out = good()
+    out.sum().backward()
+    want = _index_calls("cpu", bad)[op][2]()
+    assert_close(out.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@needs_cuda
+def test_no_host_read_in_embedding_and_cross_entropy_on_cuda(monkeypatch):
+    """Forward and backward of both ops with every copy to the host and every sync refused:
+    nothing is read back (the cpu results are compared afterwards)."""
+    from tilegrad.backends.cuda import backend, runtime
+
+    def make(device):
+        return [tg.tensor(rng(4).standard_normal((7, 3)), device=device, requires_grad=True),
+                tg.tensor(rng(5).standard_normal((5, 7)), device=device, requires_grad=True),
+                tg.tensor(rng(6).integers(0, 7, (2, 5)), device=device),
+                tg.tensor(rng(7).integers(0, 7, 5), device=device)]
+
+    def step(w, x, idx, t):
+        h = F.embedding(idx, w).sum(0) @ w.T + x        # (5, 7) logits from the embedding
+        losses = [F.cross_entropy(h, t, reduction=r) for r in ("mean", "sum")]
+        losses.append(F.cross_entropy(h, t, reduction="none").sum())
+        (losses[0] + losses[1] * 0.5 + losses[2] * 0.25).backward()
+        return losses
+
+    tensors = make("cuda")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read or sync")
+    for module, name in [(backend, "to_numpy"), (runtime, "to_numpy"), (backend, "synchronize"),
+                         (runtime, "synchronize"), (runtime, "check_errors")]:
+        monkeypatch.setattr(module, name, refuse)
+    losses = step(*tensors)
+    monkeypatch.undo()
+    cpu = make("cpu")
+    want = step(*cpu)
+    for a, b in zip(losses, want):
+        assert_close(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12, what="loss")
+    for a, b in zip(tensors[:2], cpu[:2]):
+        assert_close(a.grad.numpy(), b.grad.numpy(), rtol=1e-12, atol=1e-12, what="gradient")
+
+
+@needs_cuda
+@pytest.mark.parametrize("reduction, fwd", [("mean", 2), ("sum", 2), ("none", 1)])
+def test_cross_entropy_launches_on_cuda(reduction, fwd):
+    """The fused forward (per-row losses, then one reduction that also divides by N) and one
+    backward kernel, which reads the loss's gradient where it lies."""
+    from tilegrad.backends.cuda import runtime
+    x = tg.tensor(rng(8).standard_normal((7, 13)), device="cuda", requires_grad=True)
+    t = tg.tensor(rng(9).integers(0, 13, 7), device="cuda")
+    before = runtime.counts()
+    loss = F.cross_entropy(x, t, reduction=reduction)
+    seed = tg.ones(loss.shape, dtype=tg.float64, device="cuda")    # a fill: one kernel
+    mid = runtime.counts()
+    loss.backward(seed)
+    after = runtime.counts()
+    assert mid["kernels"] - before["kernels"] == fwd + 1
+    assert after["kernels"] - mid["kernels"] == 1
+
+
+def _captured_step():
+    """A step using both ops, captured once on "cuda": (its replay with new indices, loss, the
+    weight's gradient, the same step eagerly on cpu)."""
+    w = tg.tensor(rng(10).standard_normal((6, 5)), device="cuda", requires_grad=True)
+    idx = tg.tensor(rng(11).integers(0, 6, 4), device="cuda")
+    t = tg.tensor(rng(12).integers(0, 6, 4), device="cuda")
+
+    def step():
+        w.grad = None
+        loss = F.cross_entropy(F.embedding(idx, w) @ w.T, t)
+        loss.backward()
+        return loss
+
+    def replay(i, k):
+        with tg.no_grad():
+            idx.copy_(tg.tensor(i, device="cuda"))
+            t.copy_(tg.tensor(k, device="cuda"))
+        graph.replay()
+
+    def on_cpu(i, k):
+        wc = tg.tensor(w.numpy(), requires_grad=True)
+        loss = F.cross_entropy(F.embedding(tg.tensor(i), wc) @ wc.T, tg.tensor(k))
+        loss.backward()
+        return loss.numpy(), wc.grad.numpy()
+
+    step().numpy()                                          # warm up: compile, no error
+    graph = tg.cuda.CUDAGraph()
+    with tg.cuda.graph(graph):
+        loss = step()
+    return replay, loss, w.grad, on_cpu
+
+
+@needs_cuda
+def test_captured_cross_entropy_and_embedding_follow_new_indices():
+    """Captured once, replayed with new indices copied in: the results follow them (the
+    launches read them on the device; nothing was read on the host while capturing)."""
+    replay, loss, grad, on_cpu = _captured_step()
+    for seed in (13, 14):
+        i, k = rng(seed).integers(0, 6, 4), rng(seed + 1).integers(0, 6, 4)
+        replay(i, k)
+        want_loss, want_grad = on_cpu(i, k)
+        assert_close(loss.numpy(), want_loss, rtol=1e-12, atol=1e-12, what="replayed loss")
+        assert_close(grad.numpy(), want_grad, rtol=1e-12, atol=1e-12, what="replayed gradient")
+
+
+@needs_cuda
+def test_captured_cross_entropy_and_embedding_report_bad_indices_after_each_replay():
+    """A bad index copied into a captured step's inputs is raised at the sync after each replay
+    (the runtime must look at the error flag after every replay, not only the first)."""
+    from tilegrad.backends.cuda import runtime
+    replay, loss, _, _ = _captured_step()
+    replay([0, 1, 2, 3], [0, 1, 2, 3])
+    loss.item()                                             # a good replay, then bad ones
+    try:
+        for bad_idx, bad_t, message in [([0, 6, 1, 2], [0, 1, 2, 3], "embedding: index 6"),
+                                        ([0, 1, 1, 2], [0, 1, -1, 3], "cross_entropy: target -1")]:
+            replay(bad_idx, bad_t)
+            with pytest.raises(IndexError, match=message):
+                loss.item()
+            loss.item()                                     # raised once
+    finally:                                                # leave no report to later tests
+        runtime.expect_errors()
+        with contextlib.suppress(IndexError):
+            runtime.synchronize()
 
 
 @pytest.mark.parametrize("make, error", [

@@ -20,11 +20,11 @@ def _need_torch():
         pytest.skip("PyTorch is not installed")
 
 
-def _params(seed=0, shapes=SHAPES):
-    """Equal float64 parameters in tilegrad and torch (never zero)."""
+def _params(seed=0, shapes=SHAPES, device="cpu"):
+    """Equal float64 parameters in tilegrad (on ``device``) and torch (never zero)."""
     r = rng(seed)
     arrays = [r.standard_normal(s) + 0.5 for s in shapes]
-    tg_p = [tg.tensor(a, requires_grad=True) for a in arrays]
+    tg_p = [tg.tensor(a, requires_grad=True, device=device) for a in arrays]
     th_p = [torch.tensor(a, requires_grad=True) for a in arrays] if torch is not None else None
     return tg_p, th_p
 
@@ -36,7 +36,7 @@ def _set_grads(tg_p, th_p, r, skip=()):
             a.grad, b.grad = None, None
             continue
         g = r.standard_normal(a.shape)
-        a.grad = tg.tensor(g)
+        a.grad = tg.tensor(g, device=a.device)
         b.grad = torch.tensor(g)
 
 
@@ -73,10 +73,10 @@ SGD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(SGD_CASES))
-def test_sgd_matches_torch(case):
+def test_sgd_matches_torch(case, device):
     _need_torch()
     kw = SGD_CASES[case]
-    tg_p, th_p = _params()
+    tg_p, th_p = _params(device=device)
     tg_opt, th_opt = tg.optim.SGD(tg_p, **kw), torch.optim.SGD(th_p, **kw)
     _run_both(tg_opt, th_opt, tg_p, th_p)
     _compare_params(tg_p, th_p)
@@ -95,10 +95,10 @@ ADAM_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ADAM_CASES))
-def test_adam_matches_torch(case):
+def test_adam_matches_torch(case, device):
     _need_torch()
     kw = ADAM_CASES[case]
-    tg_p, th_p = _params()
+    tg_p, th_p = _params(device=device)
     tg_opt, th_opt = tg.optim.Adam(tg_p, **kw), torch.optim.Adam(th_p, **kw)
     _run_both(tg_opt, th_opt, tg_p, th_p, steps=7)
     _compare_params(tg_p, th_p)
@@ -109,9 +109,9 @@ def test_adam_matches_torch(case):
 
 # ---------------------------------------------------------------- groups, missing gradients
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
-def test_param_groups_with_their_own_lr(opt):
+def test_param_groups_with_their_own_lr(opt, device):
     _need_torch()
-    tg_p, th_p = _params()
+    tg_p, th_p = _params(device=device)
     kw = dict(momentum=0.9) if opt == "SGD" else dict(betas=(0.85, 0.99))
     tg_opt = getattr(tg.optim, opt)([{"params": tg_p[:2]}, {"params": tg_p[2:], "lr": 0.3}],
                                     lr=0.01, **kw)
@@ -123,9 +123,9 @@ def test_param_groups_with_their_own_lr(opt):
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
-def test_parameters_without_grad_are_skipped(opt):
+def test_parameters_without_grad_are_skipped(opt, device):
     _need_torch()
-    tg_p, th_p = _params()
+    tg_p, th_p = _params(device=device)
     before = tg_p[1].numpy()
     kw = dict(lr=0.1, momentum=0.9) if opt == "SGD" else dict(lr=0.01)
     tg_opt, th_opt = getattr(tg.optim, opt)(tg_p, **kw), getattr(torch.optim, opt)(th_p, **kw)
@@ -163,13 +163,13 @@ def _two_groups(params):
 def _step_with(opt, params, r, steps):
     for _ in range(steps):
         for p in params:
-            p.grad = tg.tensor(r.standard_normal(p.shape))
+            p.grad = tg.tensor(r.standard_normal(p.shape), device=p.device)
         opt.step()
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
-def test_state_dict_resume_continues_identically(opt):
-    pa, _ = _params(seed=4)
+def test_state_dict_resume_continues_identically(opt, device):
+    pa, _ = _params(seed=4, device=device)
     a = _make(opt, pa, _two_groups)
     _step_with(a, pa, rng(5), 3)
     saved = a.state_dict()
@@ -180,16 +180,16 @@ def test_state_dict_resume_continues_identically(opt):
     grads = [[r.standard_normal(p.shape) for p in pa] for _ in range(4)]
     for gs in grads:
         for p, g in zip(pa, gs):
-            p.grad = tg.tensor(g)
+            p.grad = tg.tensor(g, device=device)
         a.step()
 
-    pb = [tg.tensor(v, requires_grad=True) for v in saved_params]
+    pb = [tg.tensor(v, requires_grad=True, device=device) for v in saved_params]
     b = _make(opt, pb, lambda ps: [{"params": ps[:1], "lr": 0.9}, {"params": ps[1:]}])
     b.load_state_dict(saved)
     assert [g["lr"] for g in b.param_groups] == [0.2, 0.05 if opt == "SGD" else 0.01]
     for gs in grads:
         for p, g in zip(pb, gs):
-            p.grad = tg.tensor(g)
+            p.grad = tg.tensor(g, device=device)
         b.step()
     for k, (x, y) in enumerate(zip(pa, pb)):
         np.testing.assert_array_equal(y.numpy(), x.numpy(), err_msg=f"parameter {k}")
@@ -203,9 +203,9 @@ def test_state_dict_resume_continues_identically(opt):
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
-def test_state_dict_layout_like_torch(opt):
+def test_state_dict_layout_like_torch(opt, device):
     _need_torch()
-    tg_p, th_p = _params()
+    tg_p, th_p = _params(device=device)
     kw = dict(lr=0.1, momentum=0.9) if opt == "SGD" else dict(lr=0.01)
     groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.5}]  # noqa: E731
     tg_opt = getattr(tg.optim, opt)(groups(tg_p), **kw)
@@ -501,3 +501,237 @@ def test_steplr_load_state_dict_checks_before_changing():
         with pytest.raises((TypeError, ValueError)):
             s.load_state_dict(bad)
         assert s.state_dict() == good, key
+
+
+# ---------------------------------------------------------------- the device side of a step
+# Seven parameters: more than one launch in the simulator (3 a launch), odd sizes, an empty one.
+SHAPES7 = [(3, 5), (7,), (2, 3, 4), (1,), (0,), (19,), (2, 2)]
+SCHEDULED = {
+    "sgd": ("SGD", dict(lr=0.1)),
+    "sgd-momentum": ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2, weight_decay=0.01)),
+    "sgd-nesterov": ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True)),
+    "adam": ("Adam", dict(lr=0.02, betas=(0.8, 0.95), weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEDULED))
+def test_optimizers_follow_a_step_schedule_like_torch(case, device):
+    """The learning rate lives on the device: StepLR's changes (and one by hand) reach it."""
+    _need_torch()
+    opt, kw = SCHEDULED[case]
+    tg_p, th_p = _params(seed=20, shapes=SHAPES7, device=device)
+    tg_opt = getattr(tg.optim, opt)([{"params": tg_p[:5]}, {"params": tg_p[5:], "lr": 0.3}], **kw)
+    th_opt = getattr(torch.optim, opt)([{"params": th_p[:5]}, {"params": th_p[5:], "lr": 0.3}],
+                                       **kw)
+    tg_s = tg.optim.lr_scheduler.StepLR(tg_opt, 2, gamma=0.5)
+    th_s = torch.optim.lr_scheduler.StepLR(th_opt, 2, gamma=0.5)
+    r = rng(21)
+    for step in range(7):
+        _set_grads(tg_p, th_p, r, skip={2} if step < 2 else ())   # parameter 2 starts late
+        if step == 6:     # by hand (last: torch's StepLR would go on from it, ours not)
+            tg_opt.param_groups[1]["lr"] = th_opt.param_groups[1]["lr"] = 0.01
+        tg_opt.step()
+        th_opt.step()
+        tg_s.step()
+        th_s.step()
+    _compare_params(tg_p, th_p)
+    names = ["exp_avg", "exp_avg_sq"] if opt == "Adam" else \
+        ["momentum_buffer"] if kw.get("momentum") else []
+    _compare_state(tg_opt, th_opt, tg_p, th_p, names)
+
+
+def test_adam_step_is_a_float32_device_tensor_and_saved_as_torch_saves_it(device):
+    tg_p, _ = _params(seed=22, device=device)
+    opt = tg.optim.Adam(tg_p, lr=0.01)
+    _step_with(opt, tg_p, rng(23), 3)
+    step = opt.state[tg_p[0]]["step"]
+    assert isinstance(step, tg.Tensor) and step.shape == () and step.dtype == tg.float32
+    assert step.device == tg_p[0].device and float(step) == 3
+    saved = opt.state_dict()["state"][0]["step"]
+    assert isinstance(saved, np.ndarray) and saved.shape == () and saved.dtype == np.float32
+
+
+@pytest.mark.parametrize("step", [4, 4.0, np.int64(4), np.array(4), np.array(4.0, np.float32)],
+                         ids=["int", "float", "np.int64", "0-d int", "0-d float32"])
+def test_adam_loads_a_step_saved_as_a_number_or_a_0d_array(step, device):
+    """Older tilegrad files hold an int, PyTorch's a 0-d float32 tensor: both resume alike."""
+    pa, _ = _params(seed=24, device=device)
+    a = tg.optim.Adam(pa, lr=0.01)
+    _step_with(a, pa, rng(25), 4)
+    saved = a.state_dict()
+    for s in saved["state"].values():
+        s["step"] = step
+    pb = [tg.tensor(p.numpy(), requires_grad=True, device=device) for p in pa]
+    b = tg.optim.Adam(pb, lr=0.01)
+    b.load_state_dict(saved)
+    assert float(b.state[pb[0]]["step"]) == 4
+    r1, r2 = rng(26), rng(26)
+    _step_with(a, pa, r1, 2)
+    _step_with(b, pb, r2, 2)
+    for x, y in zip(pa, pb):
+        np.testing.assert_array_equal(y.numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "3", True])
+def test_adam_refuses_a_bad_saved_step_and_changes_nothing(bad):
+    tg_p, _ = _params(seed=27)
+    a = _make("Adam", tg_p, lambda ps: ps)
+    _step_with(a, tg_p, rng(28), 2)
+    before = _snapshot(a)
+    sd = a.state_dict()
+    sd["state"][1]["step"] = bad
+    with pytest.raises(ValueError, match="'step' of parameter 1"):
+        a.load_state_dict(sd)
+    _assert_unchanged(a, before)
+
+
+def test_zero_grad_set_to_none_false_fills_the_same_gradients_in_place(device):
+    tg_p, _ = _params(seed=29, shapes=SHAPES7, device=device)
+    opt = tg.optim.SGD(tg_p, lr=0.1)
+    for p in tg_p[1:]:                          # parameter 0 keeps no gradient
+        p.grad = tg.tensor(rng(30).standard_normal(p.shape), device=device)
+    grads = [p.grad for p in tg_p]
+    versions = [g._version for g in grads[1:]]
+    opt.zero_grad(set_to_none=False)
+    assert tg_p[0].grad is None
+    for p, g, v in zip(tg_p[1:], grads[1:], versions):
+        assert p.grad is g and g._version == v + 1
+        np.testing.assert_array_equal(g.numpy(), np.zeros(p.shape))
+
+
+# ---------------------------------------------------------------- "cuda": launches, capture
+needs_cuda = pytest.mark.skipif(not tg.device("cuda").available,
+                                reason=f"device cuda unavailable: {tg.device('cuda').reason}")
+
+
+def _cuda_rt():
+    from tilegrad.backends.cuda import optim as cuda_optim
+    from tilegrad.backends.cuda import runtime as rt
+    return rt, cuda_optim
+
+
+@needs_cuda
+def test_zero_grad_is_one_launch_for_a_launch_s_worth_of_gradients():
+    rt, cuda_optim = _cuda_rt()
+    from tilegrad.backends.cuda.foreach import TENSORS
+    tg_p, _ = _params(seed=31, shapes=SHAPES7[:TENSORS], device="cuda")
+    opt = tg.optim.SGD(tg_p, lr=0.1)
+    for p in tg_p:
+        p.grad = tg.tensor(rng(32).standard_normal(p.shape), device="cuda")
+    before = rt.counts()
+    opt.zero_grad(set_to_none=False)
+    after = rt.counts()
+    assert after["kernels"] - before["kernels"] == 1 and after["copies"] == before["copies"]
+    assert all(not p.grad.numpy().any() for p in tg_p)
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", ["adam", "sgd", "sgd-momentum"])
+def test_launches_per_step_and_no_host_transfer(case, monkeypatch):
+    """Adam over 7 parameters: one launch counts the steps (per 64), one updates (per 12); SGD:
+    one per 16 parameters, plus one counting momentum steps. 3 a launch in the simulator."""
+    rt, cuda_optim = _cuda_rt()
+    tg_p, _ = _params(seed=33, shapes=SHAPES7, device="cuda")
+    opt = tg.optim.Adam(tg_p, lr=0.01) if case == "adam" else \
+        tg.optim.SGD(tg_p, lr=0.1, momentum=0.9 if case == "sgd-momentum" else 0)
+    r = rng(34)
+    _step_with(opt, tg_p, r, 1)               # makes the state, uploads lr and block tables
+    for p in tg_p:
+        p.grad = tg.tensor(r.standard_normal(p.shape), device="cuda")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a step touched the host")
+    for name in ("to_numpy", "from_numpy", "synchronize", "constant"):
+        monkeypatch.setattr(rt, name, refuse)
+    before = rt.counts()
+    opt.step()
+    after = rt.counts()
+    monkeypatch.undo()
+    n, ceil = len(SHAPES7), lambda a, b: -(-a // b)
+    want = {"adam": ceil(n, cuda_optim.COUNT_TENSORS) + ceil(n, cuda_optim.ADAM_TENSORS),
+            "sgd": ceil(n, cuda_optim.SGD_TENSORS),
+            "sgd-momentum": ceil(n, cuda_optim.COUNT_TENSORS) + ceil(n, cuda_optim.SGD_TENSORS)}
+    assert after["kernels"] - before["kernels"] == want[case]
+    assert after["copies"] == before["copies"]
+
+
+def _capture(fn):
+    g = tg.cuda.CUDAGraph()
+    with tg.cuda.graph(g):
+        fn()
+    return g
+
+
+@needs_cuda
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_a_replayed_step_counts_steps_and_follows_the_schedule_bit_for_bit(opt):
+    """A step captured once and replayed equals eager steps on "cuda" exactly, and torch's."""
+    _need_torch()
+    kw = dict(lr=0.05, momentum=0.9, dampening=0.1) if opt == "SGD" else dict(lr=0.02)
+    r = rng(35)
+    grads = [[r.standard_normal(s) for s in SHAPES7] for _ in range(6)]
+    runs = []
+    for replayed in (False, True):
+        tg_p, th_p = _params(seed=36, shapes=SHAPES7, device="cuda")
+        o = getattr(tg.optim, opt)(tg_p, **kw)
+        s = tg.optim.lr_scheduler.StepLR(o, 2, gamma=0.3)
+        graph = None
+        for k, gs in enumerate(grads):
+            for p, g in zip(tg_p, gs):
+                if p.grad is None or not replayed:
+                    p.grad = tg.tensor(g, device="cuda")
+                else:
+                    p.grad.copy_(tg.tensor(g, device="cuda"))
+            if replayed and k == 1:
+                graph = _capture(o.step)
+            if graph is not None:
+                graph.replay()
+            else:
+                o.step()
+            s.step()
+        runs.append((tg_p, o))
+    (ep, eo), (rp, ro) = runs
+    for k, (a, b) in enumerate(zip(ep, rp)):
+        np.testing.assert_array_equal(b.numpy(), a.numpy(), err_msg=f"parameter {k}")
+    for a, b in zip(ep, rp):
+        for name, v in eo.state[a].items():
+            np.testing.assert_array_equal(ro.state[b][name].numpy(), v.numpy(), err_msg=name)
+    th_p = _params(seed=36, shapes=SHAPES7)[1]
+    th_o = getattr(torch.optim, opt)(th_p, **kw)
+    th_s = torch.optim.lr_scheduler.StepLR(th_o, 2, gamma=0.3)
+    for gs in grads:
+        for p, g in zip(th_p, gs):
+            p.grad = torch.tensor(g)
+        th_o.step()
+        th_s.step()
+    _compare_params(rp, th_p)
+
+
+@needs_cuda
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_host_work_of_a_step_while_capturing_raises_and_changes_nothing(opt):
+    from tilegrad.errors import CaptureError
+    kw = dict(lr=0.05, momentum=0.9) if opt == "SGD" else dict(lr=0.02)
+    tg_p, _ = _params(seed=37, device="cuda")
+    o = getattr(tg.optim, opt)(tg_p, **kw)
+    s = tg.optim.lr_scheduler.StepLR(o, 1, gamma=0.5)
+    for p in tg_p:
+        p.grad = tg.tensor(rng(38).standard_normal(p.shape), device="cuda")
+    before = [p.numpy() for p in tg_p]
+    with pytest.raises(CaptureError, match="run one step before capturing"):
+        _capture(o.step)                                  # the first step makes the state
+    assert o.state == {} and [p.numpy().tolist() for p in tg_p] == [b.tolist() for b in before]
+    o.step()
+    before = [p.numpy() for p in tg_p], o.state_dict()
+    o.param_groups[0]["lr"] = 0.5
+    with pytest.raises(CaptureError, match="learning rate 0.5"):
+        _capture(o.step)
+    o.param_groups[0]["lr"] = kw["lr"]
+    with pytest.raises(CaptureError, match="learning rate"):
+        _capture(s.step)                                  # a scheduler writes at once
+    assert s.last_epoch == 0 and o.param_groups[0]["lr"] == kw["lr"]
+    for p, b in zip(tg_p, before[0]):
+        np.testing.assert_array_equal(p.numpy(), b)
+    for k, v in o.state_dict()["state"].items():
+        for name, x in v.items():
+            np.testing.assert_array_equal(x, before[1]["state"][k][name])

@@ -1,24 +1,108 @@
-"""The global random number generator behind randn, rand, parameter initialisation and dropout."""
+"""The global random number generators.
+
+- NumPy's generator (``generator()``), on the host: randn, rand and parameter initialisation.
+- A counter-based generator per device (``device_state(device)``), for dropout: its state is a
+  small uint64 array ``[seed, offset, 0]`` in the device's memory, which the dropout primitive
+  reads and advances on the device (``backends/cuda/random.py`` explains the generator). No host
+  work per call, so a training step that drops out can be captured as a CUDA graph; each replay
+  draws new numbers, the same as eager calls would from the same state.
+
+``manual_seed(s)`` seeds both: NumPy's from ``s``, and every device's counter generator from a
+seed derived from ``s`` (the same on every device, so cpu and cuda draw the same masks) with
+offset 0. A device's state is made on its first dropout; reseeding writes into the existing
+arrays, so a graph captured before keeps drawing from the reseeded state.
+"""
 import numpy as np
 
 _rng = [np.random.default_rng()]
+_counter_seed = [None]   # the seed of device states not made yet (None: not drawn yet)
+_states = {}             # device name -> backend uint64 array [seed, offset, 0]
+_pending = {}            # device name -> (seed, offset) that set_rng_state gave before it was made
+
+
+def _derive_seed(seed):
+    """The counter generator's 64-bit seed for ``manual_seed(seed)``: NumPy's SeedSequence of
+    ``seed``, spawned as child 1, so that it is independent of NumPy's stream from the same seed."""
+    return int(np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(1, np.uint64)[0])
+
+
+def _default_seed():
+    if _counter_seed[0] is None:                      # unseeded: fresh entropy, as NumPy's
+        _counter_seed[0] = int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+    return _counter_seed[0]
 
 
 def manual_seed(seed):
-    """Seed the global generator, so that what follows is reproducible."""
-    _rng[0] = np.random.default_rng(int(seed))
+    """Seed the global generators, so that what follows is reproducible."""
+    seed = int(seed)
+    _rng[0] = np.random.default_rng(seed)
+    _counter_seed[0] = _derive_seed(seed)
+    _pending.clear()
+    for name in _states:
+        _write(name, _counter_seed[0], 0)
 
 
 def generator():
     return _rng[0]
 
 
+def device_state(device):
+    """The counter generator's state on ``device`` (a backend array, made on first use): the
+    dropout primitive reads and advances it."""
+    state = _states.get(device.name)
+    if state is None:
+        seed, offset = _pending.pop(device.name, (_default_seed(), 0))
+        state = device.backend.from_numpy(np.array([seed, offset, 0], dtype=np.uint64))
+        _states[device.name] = state
+    return state
+
+
+def _write(name, seed, offset):
+    """Set device ``name``'s existing state in place (a graph may hold the array)."""
+    from .backends import device
+    be = device(name).backend
+    be.copy_into(_states[name], be.from_numpy(np.array([seed, offset, 0], dtype=np.uint64)))
+
+
 def get_rng_state():
-    """The generator's state, a plain dict that ``tilegrad.save`` can store."""
-    return _rng[0].bit_generator.state
+    """The generators' state, a plain dict that ``tilegrad.save`` can store: ``"numpy"``, NumPy's
+    generator state; ``"counter"``, the counter generators' ``"seed"`` and each device's
+    ``[seed, offset]`` (read from the device)."""
+    from .backends import device
+    devices = {name: [int(v) for v in values] for name, values in _pending.items()}
+    for name, state in _states.items():
+        seed, offset, _ = device(name).backend.to_numpy(state)
+        devices[name] = [int(seed), int(offset)]
+    return {"numpy": _rng[0].bit_generator.state,
+            "counter": {"seed": _default_seed(), "devices": devices}}
 
 
 def set_rng_state(state):
+    """Restore what ``get_rng_state`` returned. A state saved before the counter generators
+    existed (NumPy's state alone) restores NumPy's generator and leaves them as they are."""
+    if "counter" not in state:
+        numpy_state, counter = state, None
+    else:
+        numpy_state, counter = state["numpy"], state["counter"]
     g = np.random.default_rng()
-    g.bit_generator.state = state
+    g.bit_generator.state = numpy_state
+    if counter is not None:
+        seed = _uint64(counter["seed"], "seed")
+        devices = {str(name): (_uint64(s, f"{name} seed"), _uint64(o, f"{name} offset"))
+                   for name, (s, o) in counter["devices"].items()}
+        if any(o % 4 for _, o in devices.values()):   # draws come four per Philox counter
+            raise ValueError(f"set_rng_state: a counter generator's offset must be a multiple "
+                             f"of 4, got {counter['devices']}")
+        _counter_seed[0] = seed
+        _pending.clear()
+        for name in _states:          # a device with no saved state had not drawn yet
+            _write(name, *devices.pop(name, (seed, 0)))
+        _pending.update(devices)
     _rng[0] = g
+
+
+def _uint64(v, what):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < 2 ** 64:
+        raise ValueError(f"set_rng_state: the counter generator's {what} must be an integer in "
+                         f"[0, 2**64), got {v!r}")
+    return int(v)

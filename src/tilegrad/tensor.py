@@ -560,15 +560,22 @@ class Tensor(InplaceOps):
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        # Checked first on a stand-in of the same shape, with host copies of index tensors (a
+        # Checked first on a stand-in of the same shape, with host stand-ins of index tensors (a
         # GPU array cannot index a NumPy one); the backend takes the key as it is.
-        host = tuple(k.numpy() if isinstance(k, Tensor) else k for k in key)
+        host = tuple(_index_stand_in(k) if isinstance(k, Tensor) else k for k in key)
         key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
         try:
             np.empty(self.shape, dtype=np.bool_)[host]
         except (IndexError, ValueError) as e:   # ValueError: a slice step of 0
             raise type(e)(f"getitem: {e} (tensor of shape {self.shape})") from None
         return S.Index.apply(self, key)
+
+
+def _index_stand_in(k):
+    """The host stand-in of index tensor ``k`` for ``__getitem__``'s check: a cpu tensor's values;
+    on another device zeros of its shape and dtype, so that nothing is read back (its backend
+    checks the values: the cuda kernels range-check an int64 index at the next sync)."""
+    return k.numpy() if k.device.name == "cpu" else np.zeros(k.shape, k.dtype)
 
 
 def _as_tensor(x, like):

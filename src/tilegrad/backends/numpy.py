@@ -14,10 +14,21 @@ The list of primitives (every backend exposes the same names and arguments):
 - ``conv2d_fwd``, ``conv2d_bwd_data``, ``conv2d_bwd_weight``
 - ``max_pool2d_fwd`` (with argmax), ``max_pool2d_bwd``
 - ``lstm_cell_fwd``, ``lstm_cell_bwd`` (the pointwise part of the cell)
+- ``lstm_seq_fwd``, ``lstm_seq_bwd``, ``lstm_bias_bwd`` (an LSTM layer's recurrence over T steps,
+  and its bias gradients)
 - ``log_softmax_fwd``, ``log_softmax_bwd``, ``cross_entropy_fwd``, ``cross_entropy_bwd``
+  (with ``reduction`` 'none', 'sum' or 'mean': the reduced loss in the forward, its
+  gradient read as one element in the backward)
 - ``embedding_fwd``, ``embedding_bwd``
-- ``sgd_step``, ``adam_step`` (fused, in place)
+- ``dropout_fwd`` (mask drawn from a Philox4x32-10 counter generator whose state, a uint64
+  array ``[seed, offset, 0]``, it advances), ``dropout_bwd``
+- ``sgd_step``, ``adam_step`` (fused, in place); ``sgd_step_multi``, ``adam_step_multi`` (every
+  parameter of a group at once, learning rate and step counts in device arrays)
+- multi-tensor, over a list of arrays: ``fill_multi`` (in place), ``norm_multi`` (the joint 2-norm),
+  ``clip_scale_multi`` (in place, by a clip coefficient read from a device array)
 """
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -296,6 +307,54 @@ def lstm_cell_bwd(grad_h, grad_c, acts, c, c_prev):
     do = grad_h * tc * o * (1 - o)
     return np.concatenate([di, df, dg, do], axis=1), dc * f
 
+
+def lstm_seq_fwd(xproj, h0, c0, w_hh, b_hh):
+    """An LSTM layer's T steps from the input projections ``xproj`` (T, B, 4H) (``x @ w_ih.T +
+    b_ih``) and the initial state h0, c0 (B, H) (None: zeros): ``gates = xproj[t] + h @ w_hh.T
+    (+ b_hh)``, then the cell as ``lstm_cell_fwd``.
+
+    Returns ``y, h_n, c_n, h_prev, cs, acts``: the outputs h_1..h_T (T, B, H) and h_prev =
+    h_0..h_{T-1}, views of one (T+1, B, H) array; h_n, c_n (B, H), arrays of their own; cs
+    (T+1, B, H), c_0..c_T; acts (T, B, 4H), the activated gates of every step.
+    """
+    steps, bs, g = xproj.shape
+    hs = np.zeros((steps + 1, bs, g // 4), xproj.dtype)
+    cs = np.zeros((steps + 1, bs, g // 4), xproj.dtype)
+    acts = np.empty_like(xproj)
+    if h0 is not None:
+        hs[0] = h0
+    if c0 is not None:
+        cs[0] = c0
+    for t in range(steps):
+        gates = xproj[t] + hs[t] @ w_hh.T
+        if b_hh is not None:
+            gates = gates + b_hh
+        hs[t + 1], cs[t + 1], acts[t] = lstm_cell_fwd(gates, cs[t])
+    return hs[1:], hs[-1].copy(), cs[-1].copy(), hs[:-1], cs, acts
+
+
+def lstm_seq_bwd(grad_y, grad_hn, grad_cn, cs, acts, w_hh, need_dh0):
+    """Back through ``lstm_seq_fwd``: from dL/dy (T, B, H), dL/dh_n and dL/dc_n (B, H) (each None
+    for zero), its cs and acts, and w_hh. Returns ``dgates`` (T, B, 4H), the gradients of every
+    step's pre-activation gates; dh0 (B, H), or None unless ``need_dh0``; dc0 (B, H)."""
+    steps, bs, g = acts.shape
+    zero = np.zeros((bs, g // 4), acts.dtype)
+    dh = zero if grad_hn is None else grad_hn
+    dc = zero if grad_cn is None else grad_cn
+    dgates = np.empty_like(acts)
+    for t in reversed(range(steps)):
+        gh = dh if grad_y is None else dh + grad_y[t]
+        dgates[t], dc = lstm_cell_bwd(gh, dc, acts[t], cs[t + 1], cs[t])
+        dh = dgates[t] @ w_hh
+    return dgates, (dh if need_dh0 else None), dc
+
+
+def lstm_bias_bwd(grad_gates):
+    """The gradients of b_ih and of b_hh: ``grad_gates`` (..., 4H) summed over all but its last
+    axis, as two arrays (equal values; each parameter's gradient is its own)."""
+    db = grad_gates.reshape(-1, grad_gates.shape[-1]).sum(axis=0)
+    return db, db.copy()
+
 # ---------------------------------------------------------------- softmax and cross-entropy
 
 def log_softmax_fwd(x):
@@ -311,16 +370,25 @@ def log_softmax_bwd(grad, y):
     return grad - np.exp(y) * np.sum(grad, axis=-1, keepdims=True)
 
 
-def cross_entropy_fwd(logits, target):
-    """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C)."""
-    y = log_softmax_fwd(logits)
-    return -y[np.arange(logits.shape[0]), target]
+def cross_entropy_fwd(logits, target, reduction="none"):
+    """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C): the N
+    losses for ``reduction`` 'none', else their sum or their sum / N (0-d)."""
+    losses = -log_softmax_fwd(logits)[np.arange(logits.shape[0]), target]
+    if reduction == "none":
+        return losses
+    n = len(losses) if reduction == "mean" else 1
+    return np.asarray(np.sum(losses) / n, dtype=logits.dtype)
 
 
-def cross_entropy_bwd(logits, target, grad_loss):
-    """dL/dlogits = (softmax(logits) - onehot(target)) * grad_loss[:, None]."""
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+    """dL/dlogits = (softmax(logits) - onehot(target)) * g[:, None], where g is grad_loss (N,)
+    for 'none'; for 'sum' and 'mean' grad_loss is the reduced loss's gradient (one element),
+    divided by N for 'mean'."""
     p = np.exp(log_softmax_fwd(logits))
     p[np.arange(logits.shape[0]), target] -= 1
+    if reduction != "none":
+        n = len(target) if reduction == "mean" else 1
+        grad_loss = np.full(len(target), grad_loss.reshape(()) / n, dtype=logits.dtype)
     return p * grad_loss[:, None]
 
 # ---------------------------------------------------------------- embedding
@@ -336,6 +404,41 @@ def embedding_bwd(grad_out, idx, num_embeddings):
     grad = np.zeros((num_embeddings, d), dtype=grad_out.dtype)
     np.add.at(grad, idx.reshape(-1), grad_out.reshape(idx.size, d))   # not -1: D may be 0
     return grad
+
+# ---------------------------------------------------------------- dropout
+
+def _philox4x32(ctr, seed):
+    """Philox4x32-10 (Random123) of the counters ``ctr`` (uint64 array; words 2 and 3 zero) under
+    the 64-bit key ``seed``: four uint64 arrays of 32-bit words. As cuda/random.py."""
+    low = np.uint64(0xFFFFFFFF)
+    c0, c1, c2, c3 = ctr & low, ctr >> np.uint64(32), np.zeros_like(ctr), np.zeros_like(ctr)
+    k0, k1 = seed & 0xFFFFFFFF, seed >> 32
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) & 0xFFFFFFFF, (k1 + 0xBB67AE85) & 0xFFFFFFFF
+        p0, p1 = np.uint64(0xD2511F53) * c0, np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & low,
+                          (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & low)
+    return c0, c1, c2, c3
+
+
+def dropout_fwd(x, p, state):
+    """``(x * mask / (1-p), mask)``, ``mask`` kept with probability 1-p: draw ``offset + i`` of
+    the generator ``state = [seed, offset, 0]`` is word ``(offset+i) % 4`` of Philox at counter
+    ``(offset+i) // 4``, kept if ``>= ceil(p * 2**32)``. The offset advances by ``x.size``
+    rounded up to 4, in place."""
+    seed, offset, groups = int(state[0]), int(state[1]), (x.size + 3) // 4
+    ctr = np.arange(groups, dtype=np.uint64) + np.uint64(offset // 4)
+    draws = np.stack(_philox4x32(ctr, seed), axis=1).reshape(-1)[:x.size]
+    mask = (draws >= np.uint64(math.ceil(p * 2.0 ** 32))).reshape(x.shape)
+    state[1] += np.uint64(4 * groups)
+    scale = x.dtype.type(1 / (1 - p))
+    return np.asarray(x * np.where(mask, scale, x.dtype.type(0))), mask
+
+
+def dropout_bwd(grad, mask, p):
+    """``grad * mask / (1 - p)``, the scale in grad's dtype as in the forward."""
+    return np.asarray(grad * np.where(mask, grad.dtype.type(1 / (1 - p)), grad.dtype.type(0)))
 
 # ---------------------------------------------------------------- optimizers (in place)
 
@@ -363,3 +466,50 @@ def adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay):
     step_size = lr / (1 - beta1 ** step)
     denom = np.sqrt(v) / np.sqrt(1 - beta2 ** step) + eps
     param -= step_size * m / denom
+
+
+def sgd_step_multi(params, grads, bufs, steps, lr, momentum, dampening, weight_decay, nesterov):
+    """``sgd_step`` on every parameter of the list ``params`` (one dtype), ``lr`` a 0-d array of
+    their dtype. With momentum, ``bufs`` are the momentum buffers and ``steps`` 0-d float32
+    arrays counting each buffer's steps: each count is incremented first, and the parameter
+    whose count becomes 1 takes its first step. Without momentum both are ignored."""
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        first = False
+        if momentum:
+            steps[k] += 1
+            first = steps[k] == 1
+        sgd_step(param, grad, bufs[k] if momentum else None, lr[()], momentum, dampening,
+                 weight_decay, nesterov, first)
+
+
+def adam_step_multi(params, grads, ms, vs, steps, lr, beta1, beta2, eps, weight_decay):
+    """``adam_step`` on every parameter of the list ``params``: ``steps`` are 0-d float32 arrays,
+    each parameter's step count, incremented first; ``lr`` a 0-d array of the parameters'
+    dtype."""
+    for param, grad, m, v, step in zip(params, grads, ms, vs, steps):
+        step += 1
+        adam_step(param, grad, m, v, float(step), float(lr), beta1, beta2, eps, weight_decay)
+
+# ---------------------------------------------------------------- multi-tensor (lists of arrays)
+
+def fill_multi(xs, value):
+    """Set every element of every array of ``xs`` to ``value``, in place."""
+    for x in xs:
+        x[...] = value
+
+
+def norm_multi(xs):
+    """The 2-norm of all of ``xs`` together, ``sqrt(sum of x*x)``, summed in float64: a 0-d array
+    of their result dtype."""
+    total = np.float64(0)
+    for x in xs:
+        total += np.sum(np.square(x, dtype=np.float64))
+    return np.array(np.sqrt(total), dtype=np.result_type(*[x.dtype for x in xs]))
+
+
+def clip_scale_multi(xs, total, max_norm):
+    """Multiply every array of ``xs`` in place by ``min(max_norm / (total + 1e-6), 1)`` (NaN
+    stays NaN), computed in the dtype of ``total``, a 0-d array (the norm)."""
+    coef = np.minimum(max_norm / (total + 1e-6), 1)
+    for x in xs:
+        x *= coef

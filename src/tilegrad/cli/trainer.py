@@ -236,7 +236,7 @@ def _train_epoch(task, opt, args, epoch, step, log, quiet, last_good):
             if getattr(args, "clip", None):
                 # The norm is a host float already: a NaN or infinite gradient is caught before
                 # it reaches the parameters (clipping by a NaN norm would not scale it away).
-                norm = clip_grad_norm_(params, args.clip)
+                norm = float(clip_grad_norm_(params, args.clip))   # a 0-d device tensor
                 if not math.isfinite(norm):
                     _diverged(args.task, f"the gradient norm is {norm} at epoch {epoch}, step "
                               f"{step + 1}", "stopped before updating", last_good)

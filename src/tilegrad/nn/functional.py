@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import dtypes, random
 from ..ops import nn as N
-from ..creation import tensor
+from ..ops import random as R
 from ..errors import ArgumentError, DeviceMismatchError, DtypeError, IndexRangeError, ShapeError
 from ..tensor import Tensor
 from . import _args as A
@@ -184,6 +184,10 @@ def embedding(input, weight):
         weight: (num_embeddings, embedding_dim), floating.
 
     Shape: input (*) -> output (*, embedding_dim).
+
+    An index out of range raises ``IndexRangeError`` (an ``IndexError``): at the call on "cpu";
+    on a device whose kernels check indices (its backend's ``CHECKS_INDICES``, "cuda") at the
+    next synchronisation (``.item()``, ``.numpy()``, ...), so that no call reads indices back.
     """
     A.check_tensors("embedding", input, weight)
     if weight.ndim != 2:
@@ -195,14 +199,17 @@ def embedding(input, weight):
     if input.device != weight.device:
         raise DeviceMismatchError(f"embedding: indices on {input.device}, weight on "
                                   f"{weight.device}")
-    idx = input.numpy()
-    if idx.size and weight.shape[0] == 0:
+    if input.numel() and weight.shape[0] == 0:
         raise ShapeError(f"embedding: indices into a weight of no rows {weight.shape}")
-    if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
-        # PyTorch gathers rows of no columns another way, whose range error is a RuntimeError.
-        error = IndexRangeError if weight.shape[1] else ArgumentError
-        raise error(f"embedding: index out of range: indices span [{idx.min()}, {idx.max()}] "
-                    f"for a weight of {weight.shape[0]} rows")
+    if input.numel() and not getattr(input.device.backend, "CHECKS_INDICES", False):
+        idx = input.numpy()
+        bad = idx[(idx < 0) | (idx >= weight.shape[0])]
+        if bad.size:
+            # PyTorch gathers rows of no columns another way, whose range error is a
+            # RuntimeError (the CUDA kernel raises the same classes).
+            error = IndexRangeError if weight.shape[1] else ArgumentError
+            raise error(f"embedding: index {bad[0]} is out of range for a weight of "
+                        f"{weight.shape[0]} rows")
     return N.Embedding.apply(weight, input.to(dtype=dtypes.int64))   # the kernels take int64
 
 
@@ -281,6 +288,9 @@ def cross_entropy(input, target, reduction="mean"):
 
     With indices ``loss = logsumexp(input[n, :]) - input[n, target[n]]``; with probabilities
     ``loss = -sum_c target[n, c] * log_softmax(input)[n, c]``.
+
+    A class index out of range raises ``IndexRangeError`` (an ``IndexError``): at the call on
+    "cpu"; on a device whose kernels check indices ("cuda") at the next synchronisation.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got "
@@ -303,11 +313,12 @@ def cross_entropy(input, target, reduction="mean"):
     A.check_same("cross_entropy", input)
     A.check_class_target(input, target)
     n_classes = input.shape[class_dim]
-    t = target.numpy()
-    if t.size and (t.min() < 0 or t.max() >= n_classes):
-        bad = t[(t < 0) | (t >= n_classes)].flat[0]
-        raise IndexRangeError(f"cross_entropy: target {bad} is out of range for {n_classes} "
-                              f"classes")
+    if not getattr(input.device.backend, "CHECKS_INDICES", False):   # else the kernel checks
+        t = target.numpy()
+        bad = t[(t < 0) | (t >= n_classes)]
+        if bad.size:
+            raise IndexRangeError(f"cross_entropy: target {bad[0]} is out of range for "
+                                  f"{n_classes} classes")
     # Rows of logits (M, C), the class dimension last, and their M targets.
     loss_shape = () if input.ndim == 1 else target.shape
     rows = int(np.prod(loss_shape, dtype=np.int64))
@@ -351,6 +362,6 @@ def dropout(input, p=0.5, training=True):
         return input * 0
     if input.dtype not in dtypes.FLOATING:
         raise DtypeError(f"dropout: a {input.dtype} tensor cannot be scaled by 1/(1-p)")
-    keep = random.generator().random(input.shape) >= p
-    mask = tensor(keep.astype(input.dtype) / (1 - p), dtype=input.dtype, device=input.device)
-    return input * mask
+    # The mask is drawn on input's device from its counter generator, which the kernel advances:
+    # no host work, so a captured CUDA graph draws a new mask at each replay.
+    return R.Dropout.apply(input, float(p), random.device_state(input.device))

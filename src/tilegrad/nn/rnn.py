@@ -6,7 +6,9 @@ import numpy as np
 
 from ..creation import zeros
 from ..errors import ShapeError
+from ..ops import rnn as R
 from ..tensor import stack
+from . import _args as A
 from . import functional as F
 from . import init
 from .layers import _size
@@ -59,8 +61,10 @@ class LSTM(Module):
     (num_layers, B, hidden_size), zeros if not given. Returns ``output, (h_n, c_n)``; output is
     (T, B, hidden_size) (or batch first).
 
-    Each layer projects the inputs of all T steps in one GEMM, then runs T steps of the hidden GEMM
-    and the fused pointwise cell.
+    Each layer is one autograd node (``lstm_layer``): one GEMM projects the inputs of all T steps,
+    then each step is two launches (the hidden GEMM with the projection added in its epilogue,
+    and the fused cell writing straight into the output); its backward is two launches a step and
+    four after the loop (dx, dW_ih, dW_hh over all T*B rows, the bias gradients).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -102,34 +106,31 @@ class LSTM(Module):
                              f"got {input.shape}")
         x = input.transpose(0, 1) if self.batch_first else input
         steps, batch = x.shape[:2]
+        if steps == 0:
+            raise ShapeError(f"LSTM: expected sequence length to be larger than 0, got input of "
+                             f"shape {input.shape}")
         state_shape = (self.num_layers, batch, self.hidden_size)
-        if hx is None:
-            h0 = zeros(state_shape, dtype=x.dtype, device=x.device)
-            hx = (h0, h0)
-        if hx[0].shape != state_shape or hx[1].shape != state_shape:
+        if hx is not None and (hx[0].shape != state_shape or hx[1].shape != state_shape):
             raise ShapeError(f"LSTM: hx must be two tensors of shape {state_shape}, got "
                              f"{hx[0].shape} and {hx[1].shape}")
         h_n, c_n = [], []
         for k in range(self.num_layers):
             if k > 0 and self.dropout:
                 x = F.dropout(x, self.dropout, self.training)
-            x, (h, c) = self._run_layer(k, x, hx[0][k], hx[1][k])
+            h0, c0 = (None, None) if hx is None else self._layer_state(hx, k)
+            x, h, c = lstm_layer(x, *self._layer_params(k), h0, c0)
             h_n.append(h)
             c_n.append(c)
         out = x.transpose(0, 1) if self.batch_first else x
+        if self.num_layers == 1:              # a view: no stacking launch for one layer
+            return out, (h_n[0].unsqueeze(0), c_n[0].unsqueeze(0))
         return out, (stack(h_n), stack(c_n))
 
-    def _run_layer(self, k, x, h, c):
-        w_ih, w_hh, b_ih, b_hh = self._layer_params(k)
-        steps, batch = x.shape[:2]
-        # All T input projections in one GEMM: (T*B, in) @ w_ih.T -> (T, B, 4H).
-        xproj = F.linear(x.reshape(steps * batch, x.shape[2]), w_ih, b_ih).reshape(steps, batch, -1)
-        outputs = []
-        for x_t in xproj.unbind(0):
-            gates = x_t + F.linear(h, w_hh, b_hh)
-            h, c = F.lstm_cell_pointwise(gates, c)
-            outputs.append(h)
-        return stack(outputs), (h, c)
+    def _layer_state(self, hx, k):
+        """Layer k's (h0, c0), each (B, H): with one layer a squeeze (a view), else an index."""
+        if self.num_layers == 1:
+            return hx[0].squeeze(0), hx[1].squeeze(0)
+        return hx[0][k], hx[1][k]
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -140,3 +141,25 @@ class LSTM(Module):
         if self.dropout:
             s += f", dropout={self.dropout}"
         return s + ("" if self.bias else ", bias=False")
+
+
+def lstm_layer(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+    """One LSTM layer over a sequence (``ops.rnn.LSTMLayer``): returns ``(y, h_n, c_n)``.
+
+    Args:
+        x: (T, B, I), T >= 1; w_ih: (4H, I); w_hh: (4H, H); b_ih, b_hh: (4H,) or None;
+        h0, c0: (B, H), or None for zeros.
+
+    Shape: y (T, B, H), the hidden state of every step; h_n and c_n (B, H), the last state.
+    """
+    A.check_same("LSTM", x, w_ih, w_hh, b_ih, b_hh, h0, c0)
+    steps, batch, n_in = x.shape
+    hidden = w_hh.shape[1]
+    expect = {"x": (steps, batch, n_in), "w_ih": (4 * hidden, n_in), "w_hh": (4 * hidden, hidden),
+              "b_ih": (4 * hidden,), "b_hh": (4 * hidden,), "h0": (batch, hidden),
+              "c0": (batch, hidden)}
+    for name, t in zip(expect, (x, w_ih, w_hh, b_ih, b_hh, h0, c0)):
+        if t is not None and t.shape != expect[name]:
+            raise ShapeError(f"LSTM: {name} has shape {t.shape}, expected {expect[name]} "
+                             f"(input {x.shape}, w_hh {w_hh.shape})")
+    return R.LSTMLayer.apply(x, w_ih, w_hh, b_ih, b_hh, h0, c0)

@@ -115,28 +115,19 @@ class LogSoftmax(Function):
 
 
 class CrossEntropy(Function):
-    """Softmax and negative log-likelihood fused: logits (N, C), integer target (N,)."""
+    """Softmax and negative log-likelihood fused: logits (N, C), integer target (N,); the
+    reduction ('none', 'sum', 'mean') is part of both primitives, so that the backward reads the
+    reduced loss's gradient where it lies (no broadcast, no scaling)."""
     name = "cross_entropy"
 
     def forward(self, logits, target, reduction):
-        be = self.backend
-        self.reduction, self.n = reduction, logits.shape[0]
+        self.reduction = reduction
         self.save_for_backward(logits, target)
-        losses = be.cross_entropy_fwd(logits, target)
-        if reduction == "none":
-            return losses
-        total = be.sum(losses, (0,), False)
-        return be.binary("div", total, self.n) if reduction == "mean" else total
+        return self.backend.cross_entropy_fwd(logits, target, reduction)
 
     def backward(self, grad):
         logits, target = self.saved
-        be = self.backend
-        if self.reduction == "none":
-            per_row = grad
-        else:
-            scale = be.binary("div", grad, self.n) if self.reduction == "mean" else grad
-            per_row = be.broadcast_to(be.reshape(scale, (1,)), (self.n,))
-        return be.cross_entropy_bwd(logits, target, per_row), None
+        return self.backend.cross_entropy_bwd(logits, target, grad, self.reduction), None
 
 
 class Embedding(Function):

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from ..errors import CaptureError
 from .optimizer import Optimizer, check_hyperparameter
 
 
@@ -49,10 +50,22 @@ class StepLR:
         return list(self._last_lr)
 
     def step(self):
+        """Go to the next epoch and set each group's learning rate, on the device at once (so
+        that a replayed CUDA graph uses it). While a graph is captured a change raises
+        CaptureError and nothing changes."""
+        groups = self.optimizer.param_groups
+        before = self.last_epoch, [g["lr"] for g in groups]
         self.last_epoch += 1
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for g, base in zip(groups, self.base_lrs):
             g["lr"] = base * self.gamma ** (self.last_epoch // self.step_size)
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        try:
+            self.optimizer._write_lrs()
+        except CaptureError:
+            self.last_epoch = before[0]
+            for g, lr in zip(groups, before[1]):
+                g["lr"] = lr
+            raise
+        self._last_lr = [g["lr"] for g in groups]
 
     def state_dict(self):
         return {"step_size": self.step_size, "gamma": self.gamma, "base_lrs": list(self.base_lrs),

@@ -1,10 +1,27 @@
-"""Optimizer: parameter groups, per-parameter state, and state dicts in PyTorch's layout."""
+"""Optimizer: parameter groups, per-parameter state, and state dicts in PyTorch's layout.
+
+Every step's numbers live on the device, so that a training step captured as a CUDA graph and
+replayed goes on computing what eager steps would: each group's learning rate is a 0-d device
+array per (device, dtype), written from ``group["lr"]`` by ``step()`` when it changed (and by a
+scheduler's ``step()`` at once, through ``_write_lrs``), and step counts are device tensors that
+the update kernels increment. Writing a changed learning rate or making a parameter's state
+(its first step) is host work: while a CUDA graph is captured either raises ``CaptureError``,
+before anything changed. Options other than ``lr`` (momentum, betas...) are passed at each
+launch: a replayed graph keeps the values they had when it was captured.
+"""
 import copy
 import numbers
 
 import numpy as np
 
 from ..tensor import Tensor
+
+
+def forbid_in_capture(device, what):
+    """Raise CaptureError naming ``what`` if ``device`` is capturing a CUDA graph."""
+    forbid = getattr(device.backend, "forbid_in_capture", None)
+    if forbid is not None:
+        forbid(what)
 
 
 def check_hyperparameter(value, what, valid):
@@ -34,6 +51,7 @@ class Optimizer:
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.param_groups = []
         self.state = {}
+        self._lrs = {}      # (group index, device, dtype) -> [0-d device array, the lr it holds]
         for g in groups:
             self.add_param_group(g)
 
@@ -69,15 +87,83 @@ class Optimizer:
         group): TypeError or ValueError, as the subclass's constructor. Nothing to check here."""
 
     def zero_grad(self, set_to_none=True):
-        """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
+        """Drop every parameter's gradient, or with ``set_to_none=False`` fill the existing ones
+        with zeros in place: one ``fill_multi`` per device (one launch on "cuda" for up to 64
+        gradients of a dtype). A gradient that records a graph (``create_graph``) or is not
+        contiguous is replaced by zeros instead."""
+        if set_to_none:
+            for p in self._params():
+                p._zero_grad(True)
+            return
+        by_device = {}
         for p in self._params():
-            p._zero_grad(set_to_none)
+            g = p.grad
+            if g is None:
+                continue
+            if g._ctx is not None or not g.data.flags.c_contiguous:
+                p._zero_grad(False)
+            else:
+                by_device.setdefault(g.device, []).append(g)
+        for device, grads in by_device.items():
+            device.backend.fill_multi([g.data for g in grads], 0)
+            for g in grads:
+                g._version_counter.bump("zero_grad")
 
     def step(self):
         raise NotImplementedError
 
     def _params(self):
         return [p for g in self.param_groups for p in g["params"]]
+
+    # ------------------------------------------------------------ the device side of a step
+    def _plan(self):
+        """What ``step`` updates: ``(group index, group, device, dtype, params, lr)`` for the
+        parameters with a gradient, by group, device and dtype in order; ``lr`` is the group's
+        0-d learning-rate array for them. Makes missing state (``_init_state``) and writes
+        changed learning rates first, so that a CaptureError leaves everything as it was."""
+        plan = []
+        for k, group in enumerate(self.param_groups):
+            parts = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    parts.setdefault((p.device, p.dtype), []).append(p)
+            for (device, dtype), params in parts.items():
+                for p in params:
+                    self._init_state(p, group)
+                plan.append((k, group, device, dtype, params, self._device_lr(k, device, dtype)))
+        return plan
+
+    def _init_state(self, p, group):
+        """Make ``self.state[p]`` what the update needs (call ``_new_state`` for any tensor)."""
+
+    def _new_state(self, p, what):
+        """Host work before a parameter's first step: refused while capturing a CUDA graph."""
+        forbid_in_capture(p.device, f"{type(self).__name__}.step: making the {what} of a "
+                                    f"parameter (run one step before capturing)")
+
+    def _device_lr(self, k, device, dtype):
+        """The 0-d array on ``device`` holding group ``k``'s learning rate in ``dtype``, written
+        first if ``group["lr"]`` changed since the last write."""
+        key = (k, device, np.dtype(dtype))
+        entry = self._lrs.get(key)
+        lr = self.param_groups[k]["lr"]
+        if entry is None or entry[1] != lr:
+            forbid_in_capture(device, f"{type(self).__name__}: writing the new learning rate "
+                                      f"{lr} of parameter group {k} (set it before capturing)")
+            value = device.backend.from_numpy(np.array(lr, dtype=dtype))
+            if entry is None:
+                entry = self._lrs[key] = [value, lr]
+            else:
+                device.backend.copy_into(entry[0], value)   # in place: graphs hold its address
+                entry[1] = lr
+        return entry[0]
+
+    def _write_lrs(self):
+        """Write every group's learning rate to the device arrays that hold it, where it changed
+        (a scheduler calls this, so that a replayed CUDA graph sees the new rate)."""
+        for k, device, dtype in list(self._lrs):
+            if k < len(self.param_groups):
+                self._device_lr(k, device, dtype)
 
     def _check_grads(self):
         """Every gradient matches its parameter; checked before ``step`` updates anything, so a
@@ -93,9 +179,18 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.step: the gradient of parameter {k} has "
                                  f"shape {g.shape}, the parameter {p.shape}")
 
+    def _load_scalar(self, name, value, p, k):
+        """The state entry ``name`` of parameter ``p`` (number ``k``) for the saved scalar
+        ``value`` (a number; a 0-d array or tensor was turned into one): kept as it is here."""
+        return copy.deepcopy(value)
+
+    def _loaded_state(self):
+        """Called once ``self.state`` holds a loaded state (for state kept beside it)."""
+
     def state_dict(self):
         """``{'state': {index: {name: value}}, 'param_groups': [...]}`` as torch: parameters are
-        numbered in group order, buffers are NumPy copies."""
+        numbered in group order, tensors (buffers, Adam's 0-d float32 ``step``) are NumPy
+        copies."""
         index = {id(p): k for k, p in enumerate(self._params())}
         state = {}
         for p, s in self.state.items():
@@ -146,17 +241,19 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown parameter {k}")
             entry = {}
             for name, v in s.items():
-                if isinstance(v, np.ndarray) and v.ndim > 0 or isinstance(v, Tensor):
-                    v = v.numpy() if isinstance(v, Tensor) else v
+                v = v.numpy() if isinstance(v, Tensor) else v
+                if isinstance(v, np.ndarray) and v.ndim > 0:
                     if tuple(v.shape) != p.shape:
                         raise ValueError(f"{type(self).__name__}.load_state_dict: '{name}' of "
                                          f"parameter {k} has shape {tuple(v.shape)}, the parameter {p.shape}")
                     v = Tensor(p.device.backend.from_numpy(v.astype(p.dtype)), p.device)
-                elif isinstance(v, np.ndarray):
-                    v = v.item()
+                else:
+                    v = self._load_scalar(name, v.item() if isinstance(v, np.ndarray) else v,
+                                          p, k)
                 entry[name] = v
             new_state[p] = entry
         self.state = new_state
+        self._loaded_state()
         for saved, group in zip(groups, self.param_groups):
             for key, v in saved.items():
                 if key in self.defaults or key == "initial_lr":

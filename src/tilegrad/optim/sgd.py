@@ -4,18 +4,26 @@ import math
 import numpy as np
 
 from ..autograd import no_grad
-from ..creation import zeros_like
+from ..creation import ones, zeros, zeros_like
+from ..dtypes import float32
 from .optimizer import Optimizer, check_hyperparameter
 
 
 class SGD(Optimizer):
     """``d = g + weight_decay*p``; with momentum ``buf = momentum*buf + (1-dampening)*d`` (``buf = d``
     on the first step), ``d = d + momentum*buf`` (Nesterov) or ``d = buf``; then ``p -= lr*d``.
-    Each parameter's update is one fused backend call (``sgd_step``)."""
+
+    The parameters of a group with gradients are updated together, one ``sgd_step_multi`` per
+    device and dtype (one launch on "cuda" for up to 16 of them; with momentum one more that
+    counts steps). Each momentum buffer has a step count on the device beside it (not in
+    ``state``, whose layout is PyTorch's): the kernel sets the buffer to ``d`` where the count
+    becomes 1, so a replayed CUDA graph needs no host flag for the first step.
+    """
 
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
+        self._counts = {}      # param -> 0-d float32 tensor: the steps its momentum buffer took
 
     def _check_options(self, options):
         """PyTorch's checks and messages, with NaN refused: lr, momentum and weight_decay at
@@ -30,18 +38,30 @@ class SGD(Optimizer):
         if nesterov and (options["momentum"] <= 0 or options["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
+    def _init_state(self, p, group):
+        state = self.state.get(p, {})
+        if group["momentum"] and "momentum_buffer" not in state:
+            self._new_state(p, "momentum buffer")
+            state["momentum_buffer"] = zeros_like(p)
+            self._counts[p] = zeros((), dtype=float32, device=p.device)
+        elif group["momentum"] and p not in self._counts:     # a loaded buffer: it took steps
+            self._new_state(p, "momentum step count")
+            self._counts[p] = ones((), dtype=float32, device=p.device)
+        self.state[p] = state
+
+    def _loaded_state(self):
+        self._counts = {}
+
     def step(self):
         self._check_grads()
         with no_grad():
-            for g in self.param_groups:
-                for p in g["params"]:
-                    if p.grad is None:
-                        continue
-                    state = self.state.setdefault(p, {})
-                    first = "momentum_buffer" not in state
-                    if g["momentum"] and first:
-                        state["momentum_buffer"] = zeros_like(p)
-                    buf = state["momentum_buffer"].data if g["momentum"] else None
-                    p.device.backend.sgd_step(p.data, p.grad.data, buf, g["lr"], g["momentum"],
-                                              g["dampening"], g["weight_decay"], g["nesterov"], first)
+            for _, g, device, _, params, lr in self._plan():
+                bufs = steps = None
+                if g["momentum"]:
+                    bufs = [self.state[p]["momentum_buffer"].data for p in params]
+                    steps = [self._counts[p].data for p in params]
+                device.backend.sgd_step_multi(
+                    [p.data for p in params], [p.grad.data for p in params], bufs, steps, lr,
+                    g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
+                for p in params:
                     p._version_counter.bump("SGD.step")   # backward must not use the old value

@@ -9,11 +9,15 @@ from tilegrad import kernels
 from . import layout as _layout
 from .elementwise import binary, pow_scalar, relu_bwd, unary, where_mask  # noqa: F401
 from .embedding import embedding_bwd, embedding_fwd  # noqa: F401
+from .foreach import clip_scale_multi, fill_multi, norm_multi  # noqa: F401
 from .layout import (astype, broadcast_to, concat, copy_into, full, index, index_bwd,  # noqa: F401
                      permute, reshape)
 from .lstm import lstm_cell_bwd, lstm_cell_fwd  # noqa: F401
+from .lstm import lstm_bias_bwd, lstm_seq_bwd, lstm_seq_fwd  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
+from .optim import adam_step_multi, sgd_step_multi  # noqa: F401
 from .pool import max_pool2d_bwd, max_pool2d_fwd  # noqa: F401
+from .random import dropout_bwd, dropout_fwd  # noqa: F401
 from .reduce import amax, argmax, sum  # noqa: F401
 from .runtime import copy, empty, from_numpy, synchronize, to_numpy, zeros  # noqa: F401
 from .runtime import forbid_in_capture  # noqa: F401  (not a primitive: capture's guard)
@@ -22,6 +26,9 @@ from .softmax import (cross_entropy_bwd, cross_entropy_fwd, log_softmax_bwd,  # 
 
 name = "cuda"
 DTYPES = _layout.SUPPORTED_DTYPES     # the dtypes its kernels are compiled for
+# embedding_fwd and cross_entropy_fwd check their indices in the kernels (an error raised at the
+# next sync), so nn.functional does not read them back on the host.
+CHECKS_INDICES = True
 
 
 def matmul(a, b, trans_a=False, trans_b=False, bias=None, relu=False):

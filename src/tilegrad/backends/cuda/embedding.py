@@ -9,7 +9,9 @@ Versions:
 - ``embedding_fwd_kernel1``: a grid-stride loop over the L*D outputs, one element per thread per
   step. Output element ``e`` is column ``j = e % D`` of gathered row ``i = e // D``, copied from
   ``weight[idx[i]*D + j]``: consecutive threads copy consecutive columns of one row (coalesced
-  reads and writes while D is a good multiple of 32; a row is contiguous in both arrays).
+  reads and writes while D is a good multiple of 32; a row is contiguous in both arrays). The
+  thread of column 0 also checks the index (below). For D = 0 the loop runs over L "columns"
+  of one, writing nothing, so that the indices into a weight of no columns are checked too.
 - ``embedding_bwd_kernel1``: the launcher zeroes the (V, D) gradient (a memset); then a
   grid-stride loop over the L*D elements of grad_out, thread adding ``grad_out[e]`` into
   ``grad_w[idx[i]*D + j]`` with ``cuda.atomic.add``, so that repeated indices accumulate (two
@@ -31,9 +33,17 @@ embedding_bwd           L*D adds (atomic)          V*D*s (memset) + L*8 + L*D*s 
                                                    read-modify-write, in L2)
 ======================  =========================  ==========================================
 
-Indices must lie in [0, V). A kernel cannot raise, and these never read or write out of bounds:
-an out-of-range index gives a NaN row in the forward output and adds nothing in the backward.
-(NumPy raises on such an index, and wraps a negative one; PyTorch raises on both.)
+Indices must lie in [0, V), and the forward checks them on the device: an index outside is
+reported through the runtime's error flag (``common.report_error``; the first report wins), its
+output row is NaN, and nothing is read or written out of bounds. The host raises at its next
+synchronisation (``runtime.synchronize``, any copy to the host), not at the call, because
+checking on the host would read the indices back every step: ``IndexRangeError`` (code
+``BAD_INDEX``), or ``ArgumentError`` for a weight of no columns (code ``BAD_INDEX_NO_COLUMNS``;
+PyTorch gathers those rows another way, whose range error is a RuntimeError). The backward does
+not report again: a bad index adds nothing. (NumPy raises on such an index, and wraps a negative
+one; PyTorch raises on both.)
+
+Launches per call: ``embedding_fwd`` 1; ``embedding_bwd`` 1 and a memset (the zeroed gradient).
 
 Test (simulator, no GPU)::
 
@@ -46,8 +56,22 @@ import functools
 import numpy as np
 from numba import cuda, float32, float64, int64
 
+from tilegrad.errors import ArgumentError, IndexRangeError
+
 from . import runtime as rt
-from .common import THREADS, contiguous, grid_blocks, numba_dtype
+from .common import THREADS, contiguous, grid_blocks, numba_dtype, report_error
+
+# Error codes (the runtime's flag), reported with value = the index and bound = V.
+BAD_INDEX, BAD_INDEX_NO_COLUMNS = 10, 11
+
+
+def _range_message(value, bound):
+    return f"embedding: index {value} is out of range for a weight of {bound} rows"
+
+
+rt.register_error(BAD_INDEX, lambda value, bound: IndexRangeError(_range_message(value, bound)))
+rt.register_error(BAD_INDEX_NO_COLUMNS,
+                  lambda value, bound: ArgumentError(_range_message(value, bound)))
 
 # ---------------------------------------------------------------- kernels
 # Factories take the dtype so that the NaN written for a bad index is a constant of the table's
@@ -56,21 +80,27 @@ from .common import THREADS, contiguous, grid_blocks, numba_dtype
 
 @functools.lru_cache(maxsize=None)
 def make_embedding_fwd_kernel(dtype):
-    """``embedding_fwd_kernel1``: out[i, j] = weight[idx[i], j], one element per thread-step."""
+    """``embedding_fwd_kernel1``: out[i, j] = weight[idx[i], j], one element per thread-step;
+    an index outside [0, v) reported as ``code`` and its row NaN."""
     nan = dtype(np.nan)
 
     @cuda.jit
-    def embedding_fwd_kernel1(weight, idx, out, n_idx, d, v):
+    def embedding_fwd_kernel1(weight, idx, out, n_idx, d, v, flag, code):
         start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
         step = cuda.gridDim.x * cuda.blockDim.x
-        for e in range(start, n_idx * d, step):
-            i = e // d                      # which index (output row)
-            j = e - i * d                   # which column, e % d without a second division
+        cols = max(d, 1)                    # D = 0: one thread per index still checks it
+        for e in range(start, n_idx * cols, step):
+            i = e // cols                   # which index (output row)
+            j = e - i * cols                # which column, e % cols without a second division
             r = idx[i]
             if r >= 0 and r < v:
-                out[e] = weight[r * d + j]
+                if j < d:                   # e == i*d + j whenever D > 0
+                    out[e] = weight[r * d + j]
             else:
-                out[e] = nan
+                if j == 0:                  # one report per bad index; the first one wins
+                    report_error(flag, code, r, v)
+                if j < d:
+                    out[e] = nan
 
     return embedding_fwd_kernel1
 
@@ -104,16 +134,19 @@ def _check_idx(idx):
 
 
 def embedding_fwd(weight, idx):
-    """Rows of ``weight`` (V, D) gathered by the integer array ``idx``: shape idx.shape + (D,)."""
+    """Rows of ``weight`` (V, D) gathered by the integer array ``idx``: shape idx.shape + (D,).
+    An index outside [0, V) is reported by the kernel: an error at the next sync."""
     assert weight.ndim == 2, f"embedding: weight must be (V, D), got {weight.shape}"
     _check_idx(idx)
     weight, idx = contiguous(weight), contiguous(idx)
     v, d = weight.shape
     n_idx = idx.size
     out = rt.empty(tuple(idx.shape) + (d,), weight.dtype)
-    if n_idx * d:
-        rt.launch(make_embedding_fwd_kernel(_dtype(weight)), grid_blocks(n_idx * d), THREADS,
-                  weight.reshape(-1), idx.reshape(-1), out.reshape(-1), n_idx, d, v)
+    if n_idx:                               # with D = 0 too: the indices are still checked
+        code = BAD_INDEX if d else BAD_INDEX_NO_COLUMNS
+        rt.launch(make_embedding_fwd_kernel(_dtype(weight)), grid_blocks(n_idx * max(d, 1)),
+                  THREADS, weight.reshape(-1), idx.reshape(-1), out.reshape(-1), n_idx, d, v,
+                  rt.expect_errors(), code)
     return out
 
 
@@ -141,7 +174,7 @@ def _signatures():
         arr = f[::1]
         sigs += [
             (f"embedding_fwd_kernel1_{f}", make_embedding_fwd_kernel(f),
-             (arr, idx, arr, int64, int64, int64)),
+             (arr, idx, arr, int64, int64, int64, idx, int64)),
             (f"embedding_bwd_kernel1_{f}", make_embedding_bwd_kernel(f),
              (arr, idx, arr, int64, int64, int64)),
         ]

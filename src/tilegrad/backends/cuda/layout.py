@@ -24,6 +24,25 @@ Versions (one each so far; later versions stay beside them as the ladder):
   a zeroed array of the input's shape, so repeated indices accumulate as ``np.add.at`` does. The
   order of the additions at one address is not fixed: float results may differ in the last bits
   from run to run when an index repeats.
+- ``index_fwd_kernel2``: ``x[key]`` where ``key`` holds one int64 index array on the device (any
+  shape ``I``) with slices, an Ellipsis and ints beside it (the ints next to the array, so that
+  NumPy puts the index's dimensions where the array stands): ``x[idx]``, ``x[:, idx]``,
+  ``x[..., idx]``, ``x[2, idx, ::2]``. No host reads: the output is (before, I, after) with
+  ``inner`` = the product of the sizes after; output ``o`` takes ``k = idx[(o // inner) % I]``
+  (negative ones counted from the end), and its other coordinates step x through the slices as
+  in the strided gather (sizes and strides from the host, cached per shape; the index's
+  dimension there has stride 0), plus ``k`` times the indexed axis' stride. An index still out
+  of range is reported through the runtime's error flag (code ``INDEX_RANGE + axis``) and
+  skipped; the host raises ``IndexRangeError`` (an IndexError) at the next sync, with NumPy's
+  message. Every other key (bool masks, several index arrays, None) keeps the host map of
+  ``index_fwd_kernel1``, and refuses while a CUDA graph is captured (``rt.forbid_in_capture``).
+- ``index_bwd_kernel2``: the backward of kernel 2's keys into a zeroed array, deterministic: the
+  thread of an index's first occurrence sums the gradients of all its occurrences in index order
+  (``np.add.at``'s order, so the same bits as the NumPy backend) and stores the sum; later
+  occurrences store nothing. Each thread scans the index array, O(I) per element: used up to
+  ``ORDERED_BWD_MAX`` = 4096 indices (a sort by index is the next rung for more).
+- ``index_bwd_kernel3``: the same layout with ``cuda.atomic.add``, above ``ORDERED_BWD_MAX``
+  indices (the order of a repeated index's additions is then not fixed).
 - ``concat_fwd_kernel1``: one launch per input, each copying its input into its slice of the
   output. With ``inner`` = the product of the sizes after ``axis``, an input of ``k`` rows along
   ``axis`` is ``outer`` blocks of ``k*inner`` contiguous elements; block ``o`` lands at
@@ -46,6 +65,8 @@ permute                2*n*s (the input read once, uncoalesced unless the last a
 broadcast_to           n_in*s + n*s (broadcast re-reads hit in cache)
 index (gather)         n*8 (map) + n*s + n*s, plus n*8 host-to-device
 index_bwd (scatter)    n_x*s (zeroing) + n*8 + n*s + n atomic read-modify-writes of s bytes
+index 2 (one array)    I*8 + 2*n*s (no map, no upload)
+index_bwd 2 (ordered)  n_x*s (zeroing) + n*s + n*s written at most; n*I index reads (in cache)
 concat                 2*n*s over all launches
 copy_into, astype      n*s_in + n*s_out
 full                   n*s
@@ -57,21 +78,45 @@ version).
 Test (simulator, no GPU; tiny odd shapes, a block of 8 threads and at most 4 blocks so the
 grid-stride loops wrap)::
 
-    NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=src:tests python -m pytest -q tests/test_cuda_layout.py
+    NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=src:tests python -m pytest -q tests/test_cuda_layout.py \
+        tests/test_index_device.py
 
 ``PTX_SIGNATURES`` at the end lists every kernel and signature the launchers use on a GPU, for the
 compile check (``python -m tilegrad.backends.cuda.ptx --families layout``).
 """
 import functools
+from collections import namedtuple
 
 import numpy as np
-from numba import cuda, float32, float64, int64
+from numba import cuda, float32, float64, int64, uint64
+
+from tilegrad.errors import IndexRangeError
 
 from . import runtime as rt
-from .common import NUMBA_STORAGE_DTYPES, THREADS, flat, grid_blocks, strided_offset
+from .common import NUMBA_STORAGE_DTYPES, THREADS, flat, grid_blocks, report_error, strided_offset
 
 # Grid-stride loops, so any grid is correct (``common.grid_blocks``).
 SUPPORTED_DTYPES = tuple(NUMBA_STORAGE_DTYPES)     # float32, float64, int64, bool
+
+# index_bwd_kernel2 sums each repeated index's gradients in order, a loop over the whole index
+# tensor per element: up to this many indices; above, index_bwd_kernel3's atomic adds.
+ORDERED_BWD_MAX = 4096
+
+# Error codes (the runtime's flag): an index tensor's value out of range along axis 0..8 of the
+# indexed tensor is INDEX_RANGE + axis, along a later axis INDEX_RANGE + 9; value = the index,
+# bound = the axis' size. NumPy's message, which the host path gives, names the axis too.
+INDEX_RANGE = 20
+
+
+def _index_range_error(axis):
+    where = f"axis {axis}" if axis < 9 else "an axis after 8"
+    return lambda value, bound: IndexRangeError(
+        f"getitem: index {value} is out of bounds for {where} with size {bound} (an index "
+        f"tensor, checked on the device)")
+
+
+for _axis in range(10):
+    rt.register_error(INDEX_RANGE + _axis, _index_range_error(_axis))
 
 # ---------------------------------------------------------------- kernels
 
@@ -103,6 +148,70 @@ def index_bwd_kernel1(grad, src, out, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         # Several i may share one src[i] (a repeated index): the add must be atomic.
         cuda.atomic.add(out, src[i], grad[i])
+
+
+@cuda.jit(device=True)
+def wrap_index(k, size):
+    """Index ``k`` of an axis of ``size``, a negative one counted from the end (as NumPy);
+    out of range if it is still outside [0, size)."""
+    return k + size if k < 0 else k
+
+
+@cuda.jit
+def index_fwd_kernel2(x, idx, out, sizes, strides, base, inner, count, axis_size, axis_stride,
+                      flag, code, n):
+    # out is (before..., count, after...) with inner = the product of the sizes after: output o
+    # takes index j = (o // inner) % count. sizes/strides step x over every output dimension
+    # but the index's (stride 0 there); the index adds k * axis_stride.
+    for o in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = (o // inner) % count
+        k = wrap_index(idx[j], axis_size)
+        if k < 0 or k >= axis_size:
+            report_error(flag, code, idx[j], axis_size)   # skipped: raised at the next sync
+        else:
+            out[o] = x[strided_offset(base, o, sizes, strides) + k * axis_stride]
+
+
+@cuda.jit
+def index_bwd_kernel2(grad, idx, out, sizes, strides, base, inner, count, axis_size, axis_stride,
+                      flag, code, n):
+    # The layout of index_fwd_kernel2, grad in out's place. Gradients of one index repeated go to
+    # one element of out: the thread of its first occurrence j sums them all in the order of j
+    # (as np.add.at does) and stores the sum; the threads of later occurrences store nothing. No
+    # atomics, so the result is the same at every run. Each thread scans idx: O(count) per element.
+    zero = grad.dtype.type(0)
+    for o in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = (o // inner) % count
+        k = wrap_index(idx[j], axis_size)
+        if k < 0 or k >= axis_size:
+            report_error(flag, code, idx[j], axis_size)
+            continue
+        first = o - j * inner                  # the element of index 0 beside o
+        acc = zero
+        owner = True
+        for jj in range(count):
+            if wrap_index(idx[jj], axis_size) == k:
+                if jj < j:
+                    owner = False              # an earlier occurrence's thread sums this one
+                    break
+                acc += grad[first + jj * inner]
+        if owner:
+            out[strided_offset(base, o, sizes, strides) + k * axis_stride] = acc
+
+
+@cuda.jit
+def index_bwd_kernel3(grad, idx, out, sizes, strides, base, inner, count, axis_size, axis_stride,
+                      flag, code, n):
+    # index_bwd_kernel2's layout with atomic adds, for more than ORDERED_BWD_MAX indices: the
+    # order of the adds into a repeated index's element is not fixed.
+    for o in range(cuda.grid(1), n, cuda.gridsize(1)):
+        j = (o // inner) % count
+        k = wrap_index(idx[j], axis_size)
+        if k < 0 or k >= axis_size:
+            report_error(flag, code, idx[j], axis_size)
+        else:
+            cuda.atomic.add(out, strided_offset(base, o, sizes, strides) + k * axis_stride,
+                            grad[o])
 
 
 @cuda.jit
@@ -157,10 +266,83 @@ def _size(shape):
     return int(np.prod(shape, dtype=np.int64))
 
 
+def _is_device_array(k):
+    """Whether ``k`` is an array in device memory (every NumPy array, in the simulator)."""
+    return hasattr(k, "__cuda_array_interface__") or (rt.SIMULATOR and isinstance(k, np.ndarray))
+
+
 def _host_key(key):
-    """``key`` as a tuple whose index arrays are NumPy arrays (device ones copied to the host)."""
+    """``key`` as a tuple whose index arrays are NumPy arrays (device ones copied to the host:
+    refused while a CUDA graph is captured, which cannot hold a host read)."""
     key = key if isinstance(key, tuple) else (key,)
-    return tuple(rt.to_numpy(k) if hasattr(k, "__cuda_array_interface__") else k for k in key)
+    on_device = [k for k in key if _is_device_array(k)]
+    if any(k.dtype == np.bool_ for k in on_device):
+        rt.forbid_in_capture("indexing with a boolean mask")
+    elif on_device:
+        rt.forbid_in_capture("indexing with index tensors other than one int64 tensor beside "
+                             "slices (and ints next to it)")
+    return tuple(rt.to_numpy(k) if _is_device_array(k) else k for k in key)
+
+
+# x[key] with one int64 index tensor idx on axis ``axis`` (of ``axis_size`` elements, each
+# ``axis_stride`` apart in x), the rest of the key slices and ints:
+# out.shape = before + idx.shape + after. ``dims`` are (size, stride in x) of every output
+# dimension, the index's as one dimension of ``count = idx.size`` with stride 0; ``base`` the
+# offset in x of the slices' starts and the ints; ``inner`` the product of the sizes ``after``.
+IndexPlan = namedtuple("IndexPlan", "idx axis axis_size axis_stride shape dims base inner")
+
+
+def _index_plan(shape, key):
+    """The IndexPlan of ``x[key]`` for ``x`` of ``shape``, or None where ``key`` is not one
+    int64 device array with slices, Ellipsis and ints, the ints next to the array (NumPy puts
+    the index's dimensions first otherwise) and in range."""
+    items, axis = [], None
+    for k in key if isinstance(key, tuple) else (key,):
+        if _is_device_array(k) and k.dtype == np.int64 and axis is None:
+            axis = len(items)
+        elif not (isinstance(k, slice) or k is Ellipsis
+                  or (isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))):
+            return None
+        items.append(k)
+    ellipses = [d for d, k in enumerate(items) if k is Ellipsis]
+    used = len(items) - len(ellipses)
+    if axis is None or len(ellipses) > 1 or used > len(shape):
+        return None
+    fill = [slice(None)] * (len(shape) - used)
+    at = ellipses[0] if ellipses else len(items)
+    if ellipses and ellipses[0] < axis:
+        axis += len(fill) - 1
+    items = items[:at] + fill + items[at + 1:]
+    advanced = [d for d, k in enumerate(items) if not isinstance(k, slice)]
+    if advanced != list(range(advanced[0], advanced[-1] + 1)):
+        return None
+    strides, base, before, after = rt.c_strides(shape), 0, [], []
+    for d, k in enumerate(items):
+        if isinstance(k, slice):
+            start, stop, step = k.indices(shape[d])
+            (before if d < axis else after).append((len(range(start, stop, step)),
+                                                    step * strides[d]))
+            base += start * strides[d]
+        elif d != axis:
+            i = int(k) + (shape[d] if k < 0 else 0)
+            if not 0 <= i < shape[d]:
+                return None
+            base += i * strides[d]
+    idx = items[axis]
+    out_shape = tuple(n for n, _ in before) + tuple(idx.shape) + tuple(n for n, _ in after)
+    dims = tuple(before) + ((idx.size, 0),) + tuple(after)
+    return IndexPlan(idx, axis, shape[axis], strides[axis], out_shape, dims, base,
+                     _size([n for n, _ in after]))
+
+
+def _launch_index(kernel, src, plan, out, n):
+    """Launch ``kernel`` (index_fwd_kernel2, index_bwd_kernel2 or 3) of ``plan`` over ``n``
+    elements: from ``src`` (x, or grad) into ``out``."""
+    sizes, strides = _gather_layout(plan.dims)
+    rt.launch(kernel, grid_blocks(n), THREADS,
+              flat(src), flat(plan.idx), out.reshape(-1), sizes, strides, plan.base, plan.inner,
+              plan.idx.size, plan.axis_size, plan.axis_stride, rt.expect_errors(),
+              INDEX_RANGE + min(plan.axis, 9), n)
 
 
 def _index_map(shape, key):
@@ -195,7 +377,10 @@ def _cached_index_map(shape, plain):
 
 
 def _build_index_map(shape, key):
-    src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
+    try:
+        src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor of shape {shape})") from None
     src = np.array(src, dtype=np.int64, order="C")    # all-int keys give a scalar: keep it 0-d
     return rt.from_numpy(src.reshape(-1)), src.shape
 
@@ -253,7 +438,15 @@ def broadcast_to(x, shape):
 
 def index(x, key):
     """A copy of ``x[key]`` with NumPy's indexing rules (ints, slices, None, Ellipsis, lists, int
-    and bool arrays). The host computes the map of source offsets (see the module docstring)."""
+    and bool arrays). One int64 index array with slices and ints is gathered on the device, its
+    values range-checked there (an error at the next sync); any other key through a map of source
+    offsets built on the host (see the module docstring)."""
+    plan = _index_plan(tuple(x.shape), key)
+    if plan is not None:
+        out = rt.empty(plan.shape, x.dtype)
+        if out.size:
+            _launch_index(index_fwd_kernel2, x, plan, out, out.size)
+        return out
     src, shape = _index_map(tuple(x.shape), key)
     out = rt.empty(shape, x.dtype)
     n = out.size
@@ -264,12 +457,18 @@ def index(x, key):
 
 def index_bwd(grad, key, shape):
     """Gradient of ``x[key]``: ``grad`` scattered with accumulation into zeros of ``shape``."""
-    src, out_shape = _index_map(tuple(shape), key)
+    plan = _index_plan(tuple(shape), key)
+    out_shape = plan.shape if plan is not None else None
+    if plan is None:
+        src, out_shape = _index_map(tuple(shape), key)
     if tuple(grad.shape) != tuple(out_shape):
         grad = broadcast_to(grad, out_shape)        # np.add.at broadcasts the values, too
     out = rt.zeros(tuple(shape), grad.dtype)
     n = grad.size
-    if n:
+    if n and plan is not None:
+        ordered = plan.idx.size <= ORDERED_BWD_MAX
+        _launch_index(index_bwd_kernel2 if ordered else index_bwd_kernel3, grad, plan, out, n)
+    elif n:
         rt.launch(index_bwd_kernel1, grid_blocks(n), THREADS, flat(grad), src, out.reshape(-1), n)
     return out
 
@@ -338,6 +537,8 @@ def full(shape, value, dtype):
 
 def _signatures():
     idx = int64[::1]
+    # sizes, strides, base, inner, count, axis_size, axis_stride, flag, code, n
+    index_args = (idx, idx) + (int64,) * 5 + (idx, int64, int64)
     sigs = []
     # Data movement in the float dtypes; full also makes int64 and bool arrays (masks, targets).
     for f in (float32, float64):
@@ -347,12 +548,20 @@ def _signatures():
             ("broadcast_to_fwd_kernel1", broadcast_to_fwd_kernel1, (arr, arr, idx, idx, int64)),
             ("index_fwd_kernel1", index_fwd_kernel1, (arr, idx, arr, int64)),
             ("index_bwd_kernel1", index_bwd_kernel1, (arr, idx, arr, int64)),
+            (f"index_bwd_kernel2_{f}", index_bwd_kernel2, (arr, idx, arr) + index_args),
+            (f"index_bwd_kernel3_{f}", index_bwd_kernel3, (arr, idx, arr) + index_args),
             ("concat_fwd_kernel1", concat_fwd_kernel1, (arr, arr, int64, int64, int64, int64)),
             ("copy_into_fwd_kernel1", copy_into_fwd_kernel1, (arr, arr, int64)),
         ]
     for d in SUPPORTED_DTYPES:
         t = NUMBA_STORAGE_DTYPES[d]
         sigs.append((f"full_fwd_kernel1_{d}", full_fwd_kernel1, (t[::1], t, int64)))
+        # x[idx] of any tensor (an int64 argmax, a bool mask, a float batch).
+        sigs.append((f"index_fwd_kernel2_{d}", index_fwd_kernel2,
+                     (t[::1], idx, t[::1]) + index_args))
+    # The generator state of dropout, reseeded in place (tilegrad.random).
+    sigs.append(("copy_into_fwd_kernel1_uint64", copy_into_fwd_kernel1,
+                 (uint64[::1], uint64[::1], int64)))
     # Every supported astype pair, with the kernel the launcher picks for it.
     for a in SUPPORTED_DTYPES:
         for b in SUPPORTED_DTYPES:

@@ -18,7 +18,18 @@ Versions:
   The cross-entropy forward is one kernel (max, sum, then thread 0 writes
   ``loss[n] = log(s) - (x[n, target[n]] - m)``); so is the backward, which recomputes m and s
   from the logits rather than saving softmax (N*C bytes written and read again) and writes
-  ``(exp(x - m)/s - onehot(target[n])) * grad_loss[n]``.
+  ``(exp(x - m)/s - onehot(target[n])) * g``. For ``reduction`` 'none' ``g = grad_loss[n]``; for
+  'sum' and 'mean' grad_loss holds the one gradient of the reduced loss, which every row reads
+  (``grad_loss[n * g_step]`` with ``g_step = 0``) and divides by ``divisor`` (N for 'mean', else
+  1): no broadcast, no scaling kernel, and nothing read on the host.
+- ``cross_entropy_reduce_fwd_kernel1``: the forward's second launch for 'sum' and 'mean': one
+  block; thread ``t`` adds the losses ``t, t+block, ...`` in order, the block's tree
+  (``common.block_sum``) adds the partials, thread 0 writes ``total / divisor``. The order of
+  additions depends only on N and the block size, so the loss is bit-identical from run to run
+  (no float atomics). One block reads N losses: N*s bytes, microseconds at the reference models'
+  N (a few thousand rows at most).
+
+Launches per call: ``cross_entropy_fwd`` 1 ('none') or 2 ('sum', 'mean'); ``cross_entropy_bwd`` 1.
 
 The block's partials are combined through shared memory (``common.block_max`` and
 ``common.block_sum``), so the kernels run, tested, in Numba's simulator, which has no warp
@@ -33,15 +44,21 @@ kernel                    FLOPs (+ transcendentals)         bytes moved (DRAM, i
 log_softmax_fwd           ~4*R*C + R*C exp + R log           2*R*C*s
 log_softmax_bwd           ~3*R*C + R*C exp                   3*R*C*s
 cross_entropy_fwd         ~3*R*C + R*C exp + R log           R*C*s + R*8 (target) + R*s
-cross_entropy_bwd         ~5*R*C + R*C exp                   2*R*C*s + R*8 + R*s
+cross_entropy_reduce_fwd  R adds + 1 division                R*s + s
+cross_entropy_bwd         ~5*R*C + R*C exp                   2*R*C*s + R*8 + R*s ('none'), s else
 ========================  ================================  =====================================
 
 Each kernel reads its row two or three times (max, sum, output); the figures count one DRAM
 read, assuming a row (C*s bytes per block) stays in L1 or L2 between passes, which holds at the
 reference models' sizes (C = 10 classes, V = 10k words: 40 KB per row in float32).
 
-Targets must lie in [0, C). The kernels do not raise (a kernel cannot), and they never read out of
-bounds: an out-of-range target gives a NaN loss (forward) or a NaN row (backward).
+Targets must lie in [0, C), and the forward kernel checks them: a target outside it is reported
+through the runtime's error flag (``common.report_error``, code ``BAD_TARGET``; the first report
+wins) and its row gets a NaN loss, and nothing is read out of bounds. The host raises
+``IndexRangeError("cross_entropy: target 12 is out of range for 10 classes")`` at the next
+synchronisation (``runtime.synchronize``, any copy to the host), not at the call: checking on the
+host would read the targets back every step. The backward does not report again; it gives a bad
+target's row NaN.
 
 Test (simulator, no GPU)::
 
@@ -55,9 +72,15 @@ import math
 import numpy as np
 from numba import cuda, float32, float64, int64
 
+from tilegrad.errors import IndexRangeError
+
 from . import runtime as rt
 from .common import (GPU_THREADS, THREADS, block_max, block_sum, contiguous, max_nan,
-                     numba_dtype, row_blocks)
+                     numba_dtype, report_error, row_blocks)
+
+BAD_TARGET = 12       # error code (the runtime's flag): a target outside [0, C); value, bound = C
+rt.register_error(BAD_TARGET, lambda value, bound: IndexRangeError(
+    f"cross_entropy: target {value} is out of range for {bound} classes"))
 
 # ---------------------------------------------------------------- kernels
 # ``block`` threads per block, a compile-time constant: the size of the shared array ``partial``
@@ -123,7 +146,7 @@ def make_cross_entropy_fwd_kernel(block, dtype):
     zero, ninf, nan = dtype(0), dtype(-np.inf), dtype(np.nan)
 
     @cuda.jit
-    def cross_entropy_fwd_kernel1(logits, target, loss, n_rows, c):
+    def cross_entropy_fwd_kernel1(logits, target, loss, n_rows, c, flag):
         partial = cuda.shared.array(block, dtype)
         t = cuda.threadIdx.x
         for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
@@ -140,21 +163,43 @@ def make_cross_entropy_fwd_kernel(block, dtype):
                 k = target[r]
                 if k >= 0 and k < c:
                     loss[r] = math.log(s) - (logits[base + k] - m)
-                else:
+                else:                               # the host raises at its next sync
+                    report_error(flag, BAD_TARGET, k, c)
                     loss[r] = nan
 
     return cross_entropy_fwd_kernel1
 
 
 @functools.lru_cache(maxsize=None)
+def make_cross_entropy_reduce_fwd_kernel(block, dtype):
+    """``cross_entropy_reduce_fwd_kernel1``: out[0] = sum(loss[0:n]) / divisor, one block, in a
+    fixed order."""
+    _check_block(block)
+    zero = dtype(0)
+
+    @cuda.jit
+    def cross_entropy_reduce_fwd_kernel1(loss, out, n, divisor):
+        partial = cuda.shared.array(block, dtype)
+        t = cuda.threadIdx.x
+        acc = zero
+        for r in range(t, n, block):                # thread t: rows t, t+block, ... in order
+            acc += loss[r]
+        total = block_sum(partial, t, acc)
+        if t == 0:
+            out[0] = total / divisor
+
+    return cross_entropy_reduce_fwd_kernel1
+
+
+@functools.lru_cache(maxsize=None)
 def make_cross_entropy_bwd_kernel(block, dtype):
     """``cross_entropy_bwd_kernel1``: recomputes m and s, then
-    dx[n, j] = (exp(x[n, j] - m) / s - [j == target[n]]) * grad_loss[n]."""
+    dx[n, j] = (exp(x[n, j] - m) / s - [j == target[n]]) * grad_loss[n * g_step] / divisor."""
     _check_block(block)
     zero, one, ninf, nan = dtype(0), dtype(1), dtype(-np.inf), dtype(np.nan)
 
     @cuda.jit
-    def cross_entropy_bwd_kernel1(logits, target, grad_loss, dx, n_rows, c):
+    def cross_entropy_bwd_kernel1(logits, target, grad_loss, dx, n_rows, c, g_step, divisor):
         partial = cuda.shared.array(block, dtype)
         t = cuda.threadIdx.x
         for r in range(cuda.blockIdx.x, n_rows, cuda.gridDim.x):
@@ -168,7 +213,9 @@ def make_cross_entropy_bwd_kernel(block, dtype):
                 acc += math.exp(logits[base + j] - m)
             inv_s = one / block_sum(partial, t, acc)
             k = target[r]
-            g = grad_loss[r] if k >= 0 and k < c else nan   # a bad target poisons its row
+            # g_step 1: a gradient per row ('none'); 0: the reduced loss's one gradient, which
+            # every row reads, divided by N for 'mean'. A bad target poisons its row.
+            g = grad_loss[r * g_step] / divisor if k >= 0 and k < c else nan
             for j in range(t, c, block):
                 p = math.exp(logits[base + j] - m) * inv_s
                 if j == k:
@@ -184,11 +231,18 @@ def _dtype(x):
     return numba_dtype(x.dtype, "softmax")
 
 
-def _check_target(logits, target):
+def _check_target(logits, target, reduction):
     assert logits.ndim == 2, f"cross_entropy: logits must be (N, C), got {logits.shape}"
     assert target.shape == (logits.shape[0],), \
         f"cross_entropy: target {target.shape} is not ({logits.shape[0]},)"
     assert target.dtype == np.int64, f"cross_entropy: target must be int64, not {target.dtype}"
+    assert reduction in ("none", "sum", "mean"), f"cross_entropy: reduction {reduction!r}"
+
+
+def _divisor(logits, reduction):
+    """What the summed loss (or its gradient) is divided by: N for 'mean', else 1, as a scalar
+    of the logits' dtype (so that the kernel compiles for that dtype only)."""
+    return logits.dtype.type(logits.shape[0] if reduction == "mean" else 1)
 
 
 def _launch(make_kernel, dtype, n_rows, *args):
@@ -219,27 +273,41 @@ def log_softmax_bwd(grad, y):
     return dx
 
 
-def cross_entropy_fwd(logits, target):
-    """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C)."""
-    _check_target(logits, target)
+def cross_entropy_fwd(logits, target, reduction="none"):
+    """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C): the N
+    losses for ``reduction`` 'none', else their sum or their sum / N (0-d). A target outside
+    [0, C) is reported by the kernel: IndexRangeError at the next sync."""
+    _check_target(logits, target, reduction)
     logits, target = contiguous(logits), contiguous(target)
     n, c = logits.shape
-    loss = rt.empty((n,), logits.dtype)
-    _launch(make_cross_entropy_fwd_kernel, _dtype(logits), n if c else 0, logits.reshape(-1),
-            target, loss, n, c)
-    return loss
+    dtype = _dtype(logits)
+    losses = rt.empty((n,), logits.dtype)
+    # Launched for C = 0 too: every target is then out of range, and the kernel says so.
+    _launch(make_cross_entropy_fwd_kernel, dtype, n, logits.reshape(-1), target, losses, n, c,
+            rt.expect_errors())
+    if reduction == "none":
+        return losses
+    out = rt.empty((), logits.dtype)
+    rt.launch(make_cross_entropy_reduce_fwd_kernel(THREADS, dtype), 1, THREADS, losses,
+              out.reshape(1), n, _divisor(logits, reduction))
+    return out
 
 
-def cross_entropy_bwd(logits, target, grad_loss):
-    """dL/dlogits = (softmax(logits) - onehot(target)) * grad_loss[:, None]."""
-    _check_target(logits, target)
-    assert grad_loss.shape == target.shape and grad_loss.dtype == logits.dtype, \
-        f"cross_entropy_bwd: grad_loss {grad_loss.shape} {grad_loss.dtype}"
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+    """dL/dlogits = (softmax(logits) - onehot(target)) * g[:, None]: g = grad_loss (N,) for
+    'none'; for 'sum' and 'mean' grad_loss is the reduced loss's gradient (one element, read
+    on the device), divided by N for 'mean'."""
+    _check_target(logits, target, reduction)
+    per_row = reduction == "none"
+    assert grad_loss.dtype == logits.dtype and (
+        grad_loss.shape == target.shape if per_row else grad_loss.size == 1), \
+        f"cross_entropy_bwd: grad_loss {grad_loss.shape} {grad_loss.dtype} for {reduction!r}"
     logits, target, grad_loss = contiguous(logits), contiguous(target), contiguous(grad_loss)
     n, c = logits.shape
     dx = rt.empty((n, c), logits.dtype)
     _launch(make_cross_entropy_bwd_kernel, _dtype(logits), n if c else 0, logits.reshape(-1),
-            target, grad_loss, dx.reshape(-1), n, c)
+            target, grad_loss.reshape(-1), dx.reshape(-1), n, c, int(per_row),
+            _divisor(logits, reduction))
     return dx
 
 # ---------------------------------------------------------------- compile check
@@ -256,9 +324,11 @@ def _signatures():
             (f"log_softmax_bwd_kernel1_{f}", make_log_softmax_bwd_kernel(GPU_THREADS, f),
              (arr, arr, arr, int64, int64)),
             (f"cross_entropy_fwd_kernel1_{f}", make_cross_entropy_fwd_kernel(GPU_THREADS, f),
-             (arr, idx, arr, int64, int64)),
+             (arr, idx, arr, int64, int64, idx)),
+            (f"cross_entropy_reduce_fwd_kernel1_{f}",
+             make_cross_entropy_reduce_fwd_kernel(GPU_THREADS, f), (arr, arr, int64, f)),
             (f"cross_entropy_bwd_kernel1_{f}", make_cross_entropy_bwd_kernel(GPU_THREADS, f),
-             (arr, idx, arr, arr, int64, int64)),
+             (arr, idx, arr, arr, int64, int64, int64, f)),
         ]
     return sigs
 
