@@ -12,7 +12,9 @@ class Prepared:
     (None where PyTorch is not installed), returning its output as a torch tensor or tuple.
     ``reference()`` returns the expected output as float64 NumPy array(s), computed by the NumPy
     backend in float64 (or, for a training step, by PyTorch). ``to_numpy(out)`` turns either
-    side's output into NumPy array(s) for validation.
+    side's output into NumPy array(s) for validation. ``launches()``, where given, runs tilegrad's
+    side once more and returns the device operations it issued (``{"kernels", "copies",
+    "graphs"}``: kernel launches, copies and fills, graph replays).
     """
     tilegrad: Callable
     torch: Optional[Callable]
@@ -21,6 +23,7 @@ class Prepared:
     rtol: float = 1e-4
     atol: float = 1e-5
     sync: Callable = field(default=lambda: None)
+    launches: Optional[Callable] = None
 
 
 @dataclass

@@ -30,12 +30,12 @@ def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="ben
         raise tg.DeviceUnavailableError(f"bench: device '{device}' is unavailable: {dev.reason}")
     ladder = dev.name == "cuda"
     cases = (kernels.cases(sizes, ladder) if what in ("kernels", "all") else []) + \
-            (train.cases(sizes) if what in ("train", "all") else [])
+            (train.cases(sizes, graph=ladder) if what in ("train", "all") else [])
     print("measuring the machine's peak ...", file=sys.stderr, flush=True)
     peaks = measured_peaks(torch, dev.name)
     rows = run_all(cases, dev, torch, warmup, repeats, peaks)
     profiles = {}
-    for case in (c for c in cases if c.group == "train"):
+    for case in (c for c in cases if c.group == "train" and not c.name.endswith("(graph)")):
         print(f"profiling {case.name} ...", file=sys.stderr, flush=True)
         profiles[case.name] = train.profile_step(case, dev)
     doc = report.document(report.metadata(torch, device), peaks, rows, profiles, skipped)

@@ -126,6 +126,15 @@ def _ms(t):
     return f"{t['median_s'] * 1e3:.3f} ({t['p10_s'] * 1e3:.3f}-{t['p90_s'] * 1e3:.3f})"
 
 
+def _launches(n):
+    """A training step's device operations per step, as the table shows them."""
+    if n.get("graphs"):
+        extra = n["kernels"] + n["copies"]
+        return f"{n['graphs']} graph launch{'es' if n['graphs'] > 1 else ''}/step" + \
+            (f" + {extra} other" if extra else "")
+    return f"{n['kernels']} kernels + {n['copies']} copies/fills per step"
+
+
 def markdown(doc):
     """The run as Markdown: metadata, peaks, one table of rows, where each training step's time goes."""
     m, p = doc["meta"], doc["peaks"]
@@ -154,7 +163,8 @@ def markdown(doc):
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         if "ratio_tf32" in r:
             ratio += f" (TF32: {r['ratio_tf32']:.2f})"
-        lines.append(f"| {r['group']} | {r['name']} | {r['shape']} | {_ms(r['tilegrad'])} | {th} "
+        name = r["name"] + (f" [{_launches(r['launches'])}]" if "launches" in r else "")
+        lines.append(f"| {r['group']} | {name} | {r['shape']} | {_ms(r['tilegrad'])} | {th} "
                      f"| {r['tilegrad_rate']:.1f} {r['unit']} | {th_rate} | {ratio} "
                      f"| {100 * r['peak_fraction']:.1f}% |")
     for name, prof in doc["profiles"].items():

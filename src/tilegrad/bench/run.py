@@ -39,6 +39,8 @@ def run_case(case, device, torch, warmup, repeats, peaks, min_seconds=0.2):
     except ValidationError as e:
         row["skipped"] = f"tilegrad's result is wrong, not timed: {e}"
         return row
+    if prep.launches is not None:
+        row["launches"] = prep.launches()
     t = measure(prep.tilegrad, warmup, repeats, timer, min_seconds)
     rate, unit = _rate(case, t.median)
     peak = peaks["gflops"] if unit == "GFLOP/s" else peaks["gbps"]

@@ -9,6 +9,12 @@ optimizer step) at the model's reference batch size and recipe (``cli/tasks.py``
 - ``lm``: vocabulary 10000, batch 20, BPTT 35, Adam lr 1e-3, gradient norm clipped to 0.25; the
   LSTM state starts at zeros in every step (nothing is carried: one step is timed).
 
+On device cuda each model has a second case, "<model> (graph)": the same step captured once as
+a CUDA graph (``tilegrad.cuda.CUDAGraph``) after one eager warm-up step, the weights and optimizer
+state then put back in place, and timed as one replay plus the read of the loss. Every case
+on cuda also counts the device operations of one step (kernel launches, copies and fills; a
+replay is one graph launch), shown beside the case's name in the table.
+
 Both sides start from the same weights (PyTorch's model is loaded from tilegrad's state dict) and
 train on one fixed, seeded batch. Each call of ``tilegrad()`` or ``torch()`` updates its model, so
 only the first call's loss is comparable: ``reference()`` is PyTorch's first-step loss, computed on
@@ -228,7 +234,54 @@ def _seeded_model(kind, shape):
         tg.set_rng_state(rng_state)
 
 
-def _setup(kind, shape, device, torch):
+def _counts(device):
+    """The CUDA runtime's operation counters, or None on a device without them."""
+    if device.name != "cuda":
+        return None
+    from tilegrad.backends.cuda import runtime
+    return runtime.counts()
+
+
+def _launch_counter(device, step):
+    """``launches()`` for Prepared: one more ``step()``, and the device operations it issued."""
+    if device.name != "cuda":
+        return None
+
+    def launches():
+        before = _counts(device)
+        step()
+        after = _counts(device)
+        return {k: after[k] - before[k] for k in before}
+    return launches
+
+
+def _captured(device, model, opt, body):
+    """``body()`` (a whole step returning its loss tensor) captured as a CUDA graph, after one
+    eager warm-up step (it compiles the kernels and makes the optimizer state); then the
+    parameters and the optimizer state are put back to where they were, in place (the graph
+    holds those tensors), so that the first replay is the first step. Returns the step:
+    one replay and a read of the loss."""
+    if device.name != "cuda":
+        raise tg.DeviceUnavailableError("a captured training step needs device cuda")
+    initial = model.state_dict()
+    body()
+    graph = tg.cuda.CUDAGraph()
+    with tg.cuda.graph(graph):
+        loss = body()
+    model.load_state_dict(initial)
+    with tg.no_grad():           # a fresh state: zero moments, momentum and step counters
+        counts = list(getattr(opt, "_counts", {}).values())   # SGD's, kept beside its state
+        for v in counts + [v for state in opt.state.values() for v in state.values()]:
+            if isinstance(v, tg.Tensor):
+                v.zero_()
+
+    def replay():
+        graph.replay()
+        return loss.item()
+    return replay
+
+
+def _setup(kind, shape, device, torch, graph=False):
     device = tg.device(device)
     model = _seeded_model(kind, shape).to(device, tg.float32)
     model.train()
@@ -239,14 +292,20 @@ def _setup(kind, shape, device, torch):
     opt = _tilegrad_optimizer(kind, params)
     clip = _RECIPES[kind].get("clip")
 
-    def tilegrad_step():
+    def body():
         opt.zero_grad()
         loss = _tilegrad_loss(kind, model, x, y)
         loss.backward()
         if clip:
             clip_grad_norm_(params, clip)
         opt.step()
-        return loss.item()
+        return loss
+
+    if graph:
+        tilegrad_step = _captured(device, model, opt, body)
+    else:
+        def tilegrad_step():
+            return body().item()
 
     torch_step = None
     if torch is not None:
@@ -291,7 +350,8 @@ def _setup(kind, shape, device, torch):
         return np.asarray(float(out), dtype=np.float64)
 
     return Prepared(tilegrad=tilegrad_step, torch=torch_step, reference=reference,
-                    to_numpy=to_numpy, rtol=1e-4, atol=1e-5)
+                    to_numpy=to_numpy, rtol=1e-4, atol=1e-5,
+                    launches=_launch_counter(device, tilegrad_step))
 
 
 def _describe(kind, shape):
@@ -303,17 +363,21 @@ def _describe(kind, shape):
     return f"N={shape['batch']} {'x'.join(map(str, IMAGE))}, {opt}"
 
 
-def cases(sizes="full"):
-    """One Case per reference model's training step (group "train", bound "compute")."""
+def cases(sizes="full", graph=False):
+    """One Case per reference model's training step (group "train", bound "compute"); with
+    ``graph`` (device cuda) also the same step captured once as a CUDA graph and replayed,
+    named "<model> (graph)"."""
     if sizes not in _SIZES:
         raise ValueError(f"train cases: sizes must be one of {', '.join(_SIZES)}, got {sizes!r}")
     out = []
-    for kind, shape in _SIZES[sizes].items():
-        flops, nbytes = _costs(kind, shape)
-        out.append(Case(group="train", name=kind, shape=_describe(kind, shape), flops=flops,
-                        bytes=nbytes, bound="compute",
-                        setup=lambda device, torch, kind=kind, shape=shape:
-                            _setup(kind, shape, device, torch)))
+    for captured in (False, True) if graph else (False,):
+        for kind, shape in _SIZES[sizes].items():
+            flops, nbytes = _costs(kind, shape)
+            out.append(Case(group="train", name=kind + (" (graph)" if captured else ""),
+                            shape=_describe(kind, shape), flops=flops, bytes=nbytes,
+                            bound="compute",
+                            setup=lambda device, torch, kind=kind, shape=shape, g=captured:
+                                _setup(kind, shape, device, torch, g)))
     return out
 
 

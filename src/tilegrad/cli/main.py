@@ -63,6 +63,9 @@ def _train_parser(sub):
     p.add_argument("--bptt", type=POSITIVE_INT, help="lm: truncated-BPTT window (default 35)")
     p.add_argument("--clip", type=POSITIVE, help="lm: gradient-norm clipping (default 0.25)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="cuda: run every step eagerly instead of replaying one captured CUDA "
+                        "graph per step")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist", "cifar10"],
                    help="mlp/cnn data (default Fashion-MNIST; guessed from --data-dir)")
     p.add_argument("--data-dir", help="where the data is (default: $TILEGRAD_DATA, then the "
@@ -98,7 +101,7 @@ def build_parser():
     g.add_argument("--device", default="cpu")
     sub.add_parser("info", help="backends, devices (and why one is unavailable), data, versions")
     b = sub.add_parser("bench", help="benchmark kernels and training steps against PyTorch")
-    b.add_argument("what", choices=["kernels", "train", "all"])
+    b.add_argument("what", choices=["kernels", "train", "all", "launches"])
     b.add_argument("--device", default="cpu")
     b.add_argument("--sizes", choices=["full", "small", "tiny"], default="full",
                    help="full: the models' shapes and large squares; small: cheaper; tiny: a check")
@@ -140,6 +143,9 @@ def main(argv=None):
         elif args.command == "info":
             from .info import info
             print(info())
+        elif args.command == "bench" and args.what == "launches":
+            from tilegrad.bench import launches
+            print(launches.markdown(launches.count(args.sizes)), end="")
         elif args.command == "bench":
             from tilegrad.bench.command import bench
             bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,

@@ -1,8 +1,11 @@
 """The three training tasks: data, model, loss and evaluation for ``tilegrad train mlp|cnn|lm``.
 
 Each task exposes the same small interface to the trainer: ``model``, ``train_batches(epoch)``
-(an iterator of ``(loss_fn, n_samples)``), ``num_batches``, ``evaluate()`` (a dict with the
-task's metric), and ``checkpoint_extra()`` for what ``generate`` needs later.
+(an iterator of ``(inputs, n_samples)``, the inputs host arrays), ``loss(tensors)`` (the loss of
+one batch, given the inputs as device tensors), ``after_step()`` (what carries to the next batch),
+``num_batches``, ``evaluate()`` (a dict with the task's metric), and ``checkpoint_extra()`` for
+what ``generate`` needs later. The trainer makes the tensors, so that it can keep them in place
+for a captured CUDA graph.
 """
 import math
 from pathlib import Path
@@ -69,12 +72,19 @@ class ClassificationTask:
         self.data_name = f"{self.dataset} ({n} train, {len(test_y)} test images)"
 
     def train_batches(self, epoch):
+        """The epoch's batches as host arrays ``(x, y)`` with their sample counts."""
         self.model.train()
         self.loader.set_epoch(epoch)
         for x, y in self.loader:
-            xt = tg.tensor(x, device=self.device)
-            yt = tg.tensor(y, device=self.device)
-            yield (lambda xt=xt, yt=yt: F.cross_entropy(self.model(xt), yt)), len(y)
+            yield (x, y), len(y)
+
+    def loss(self, inputs):
+        """The training loss of one batch of device tensors ``(x, y)``."""
+        x, y = inputs
+        return F.cross_entropy(self.model(x), y)
+
+    def after_step(self):
+        """Nothing carries from one batch to the next."""
 
     def evaluate(self):
         self.model.eval()
@@ -116,6 +126,7 @@ class LanguageModelTask:
 
     def __init__(self, args, device):
         self.device, self.bptt = device, args.bptt
+        self.hidden = self._next_hidden = None
         self.corpus = data.Corpus(args.data_dir)
         train, valid = self.corpus.train, self.corpus.valid
         if args.limit is not None:
@@ -140,30 +151,45 @@ class LanguageModelTask:
                           f"vocabulary {vocab_size})")
 
     def _loss(self, x, y, hidden):
-        logits, hidden = self.model(tg.tensor(x, device=self.device), hidden)
-        target = tg.tensor(y.reshape(-1), device=self.device)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target), hidden
+        logits, hidden = self.model(x, hidden)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y), hidden
 
     def train_batches(self, epoch):
+        """The epoch's BPTT windows as host arrays ``(tokens (T, B), next tokens (T*B,))``. The
+        LSTM state starts at zeros and carries from window to window (``after_step``)."""
         self.model.train()
-        state = {"hidden": None}
-
-        def step(x, y):
-            hidden = state["hidden"]
-            if hidden is not None:   # truncated BPTT: the state carries on, its history does not
-                hidden = (hidden[0].detach(), hidden[1].detach())
-            loss, state["hidden"] = self._loss(x, y, hidden)
-            return loss
-
+        if self.hidden is None:
+            shape = (1, self.train.shape[1], self.model.lstm.hidden_size)
+            self.hidden = (tg.zeros(shape, device=self.device), tg.zeros(shape, device=self.device))
+        else:       # zeroed in place: a captured step keeps reading these tensors
+            with tg.no_grad():
+                for state in self.hidden:
+                    state.zero_()
+        self._next_hidden = None
         for x, y in data.bptt_windows(self.train, self.bptt):
-            yield (lambda x=x, y=y: step(x, y)), int(y.size)
+            yield (x, y.reshape(-1)), int(y.size)
+
+    def loss(self, inputs):
+        """The loss of one window; its final LSTM state is kept for ``after_step``."""
+        x, y = inputs
+        loss, self._next_hidden = self._loss(x, y, self.hidden)
+        return loss
+
+    def after_step(self):
+        """Truncated BPTT: the next window starts from this one's final state, without its
+        history. Copied into the same tensors, so that a captured step reads it again."""
+        with tg.no_grad():
+            for state, new in zip(self.hidden, self._next_hidden):
+                state.copy_(new.detach())
+        self._next_hidden = None
 
     def evaluate(self):
         self.model.eval()
         total, count, hidden = 0.0, 0, None
         with tg.no_grad():
             for x, y in data.bptt_windows(self.valid, self.bptt):
-                loss, hidden = self._loss(x, y, hidden)
+                loss, hidden = self._loss(tg.tensor(x, device=self.device),
+                                          tg.tensor(y.reshape(-1), device=self.device), hidden)
                 total += loss.item() * y.size
                 count += y.size
         val_loss = total / count

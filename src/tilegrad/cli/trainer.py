@@ -15,11 +15,11 @@ import os
 import time
 
 import tilegrad as tg
-from tilegrad.nn.utils import clip_grad_norm_
 
 from .report import MetricsLog, Progress, plot_curves, read_metrics
 from .rundir import (METRICS, CURVES, RunLock, TrainingError, checkpoint_path, checkpoints,
                      find_checkpoint, holds_run, nonfinite, remove, run_files)
+from .steps import NonFinite, StepRunner
 from .tasks import RECIPES, make_task
 
 __all__ = ["train", "TrainingError", "find_checkpoint", "checkpoint_path", "make_optimizer"]
@@ -187,8 +187,11 @@ def _run_epochs(task, opt, args, out, log, start_epoch, step, last_good, quiet):
     ``last_good`` is the latest checkpoint known to be finite (the resumed one, or None)."""
     model = task.model
     summary = None
+    runner = StepRunner(task, opt, getattr(args, "clip", None), tg.device(args.device),
+                        use_graph=getattr(args, "cuda_graph", True))
     for epoch in range(start_epoch, args.epochs + 1):
-        step, train_loss, rate = _train_epoch(task, opt, args, epoch, step, log, quiet, last_good)
+        step, train_loss, rate = _train_epoch(task, runner, args, epoch, step, log, quiet,
+                                              last_good)
         # The parameters are read back once per epoch, here, rather than after every step (a
         # host sync per step on a GPU): a non-finite one never reaches a checkpoint.
         state = dict(model=model.state_dict(), optimizer=opt.state_dict())
@@ -220,27 +223,18 @@ def _diverged(task, what, done, last_good):
                         f"{last_good or 'none (none was written)'}")
 
 
-def _train_epoch(task, opt, args, epoch, step, log, quiet, last_good):
+def _train_epoch(task, runner, args, epoch, step, log, quiet, last_good):
     bar = Progress(task.num_batches, f"{args.task} epoch {epoch}/{args.epochs}", enabled=not quiet)
-    params = list(task.model.parameters())
     running, seen, start = None, 0, time.perf_counter()
     try:
-        for loss_fn, n in task.train_batches(epoch):
-            loss = loss_fn()
-            value = loss.item()     # read anyway for the running loss: checking it is free
-            if not math.isfinite(value):
-                _diverged(args.task, f"the loss is {value} at epoch {epoch}, step {step + 1}",
-                          "stopped before updating", last_good)
-            opt.zero_grad()
-            loss.backward()
-            if getattr(args, "clip", None):
-                # The norm is a host float already: a NaN or infinite gradient is caught before
-                # it reaches the parameters (clipping by a NaN norm would not scale it away).
-                norm = float(clip_grad_norm_(params, args.clip))   # a 0-d device tensor
-                if not math.isfinite(norm):
-                    _diverged(args.task, f"the gradient norm is {norm} at epoch {epoch}, step "
-                              f"{step + 1}", "stopped before updating", last_good)
-            opt.step()
+        for arrays, n in task.train_batches(epoch):
+            try:
+                value = runner.run(arrays)   # the loss is read anyway: checking it is free
+            except NonFinite as e:
+                done = ("this step's update was applied (the step is one CUDA graph); nothing "
+                        "was saved" if e.updated else "stopped before updating")
+                _diverged(args.task, f"{e.what} is {e.value} at epoch {epoch}, step {step + 1}",
+                          done, last_good)
             step += 1
             seen += n
             running = value if running is None else 0.95 * running + 0.05 * value
