@@ -245,6 +245,22 @@ def _toposort(root_fn):
     return order[::-1]
 
 
+def _storage(a):
+    """The array that owns ``a``'s memory (``a`` itself, or the one it is a view of)."""
+    return a if getattr(a, "base", None) is None else a.base
+
+
+def _made_here(g, outs, in_grads):
+    """True if the gradient ``g`` that a node's backward returned is a new array of its own: not
+    one of the gradients the node received (or a view of one), and not given to another input
+    too. A leaf can then keep it as its ``.grad`` without a copy (a launch per parameter on a
+    GPU), since nothing else can see it or change it."""
+    mine = _storage(g)
+    if any(o is not None and _storage(o) is mine for o in outs):
+        return False
+    return sum(1 for h in in_grads if h is not None and _storage(h) is mine) == 1
+
+
 def backward(root, grad, retain_graph=False):
     """Propagate ``grad`` (an array shaped like ``root``) back through the graph of ``root``,
     accumulating into the ``.grad`` of every leaf tensor that requires a gradient. Every node is
@@ -271,7 +287,7 @@ def backward(root, grad, retain_graph=False):
                 continue
             node, k = edge
             if not isinstance(node, Function):
-                node._accumulate(g)
+                node._accumulate(g, owned=_made_here(g, outs, in_grads))
                 continue
             key = (id(node), k)
             grads[key] = g if key not in grads else fn.backend.binary("add", grads[key], g)

@@ -244,9 +244,11 @@ class Tensor(InplaceOps):
         else:
             self.grad = Tensor(self._be.full(self.shape, 0, self.dtype), self.device)
 
-    def _accumulate(self, g):
+    def _accumulate(self, g, owned=False):
+        """Add the array ``g`` into ``.grad``; the first one is copied unless ``owned`` (a new
+        array nothing else refers to, which can become the gradient itself)."""
         if self.grad is None:
-            self.grad = Tensor(self._be.copy(g), self.device)
+            self.grad = Tensor(g if owned else self._be.copy(g), self.device)
         else:
             self.grad = Tensor(self._be.binary("add", self.grad.data, g), self.device)
 
