@@ -2,7 +2,9 @@
 
 1. The CUDA tests on the GPU: every primitive at the reference models' full sizes
    (tests/test_cuda_device.py), one training step of each reference model on "cuda" against
-   "cpu", and the device-parametrised functional, module and error tests on "cuda".
+   "cpu", the device-parametrised functional, module and error tests on "cuda", and the CUDA
+   graph tests (steps captured by CuPy stream capture and replayed, against eager steps; the
+   trainer's captured run against its eager run).
 2. ``tilegrad bench all --device cuda`` against PyTorch on the same GPU: float32 with TF32 off,
    and PyTorch's TF32 default beside it where that differs (convolutions, training steps).
 3. One table of the project's goals: matmul 4096^3 against PyTorch, the CNN's convolutions against
@@ -27,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_cuda_device.py", "tests/test_cuda_training.py", "tests/test_errors.py",
-         "tests/test_functional.py", "tests/test_module.py"]
+         "tests/test_functional.py", "tests/test_module.py", "tests/test_cuda_graph.py",
+         "tests/test_cli_graph.py"]
 
 
 SIMULATE = {"on": False}

@@ -198,15 +198,25 @@ def _replayed(kind, batches, schedule=False):
     return run.state(), losses, g
 
 
+def _same(got, want, what):
+    """Bit for bit in the simulator. On a GPU the embedding and max-pool backwards add with float
+    atomics, in no fixed order, so there the last bits may differ between any two runs."""
+    from tilegrad.backends.cuda import runtime
+    if runtime.SIMULATOR:
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:                                             # pragma: no cover - needs a GPU
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=what)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "lm"])
 def test_replayed_steps_equal_eager_steps_bit_for_bit_and_match_cpu(kind):
     batches = _batches(kind, 4)
     eager, eager_losses = _eager(kind, "cuda", batches)
     replayed, losses, g = _replayed(kind, batches)
-    assert losses == eager_losses
+    _same(losses, eager_losses, "losses")
     assert eager.keys() == replayed.keys()
     for k in eager:
-        np.testing.assert_array_equal(replayed[k], eager[k], err_msg=k)
+        _same(replayed[k], eager[k], k)
     cpu, cpu_losses = _eager(kind, "cpu", batches)
     np.testing.assert_allclose(losses, cpu_losses, rtol=1e-4, atol=1e-5)
     for k in cpu:
@@ -217,9 +227,9 @@ def test_a_learning_rate_schedule_changed_between_replays_takes_effect():
     batches = _batches("lm", 5)
     eager, eager_losses = _eager("lm", "cuda", batches, schedule=True)
     replayed, losses, _ = _replayed("lm", batches, schedule=True)
-    assert losses == eager_losses
+    _same(losses, eager_losses, "losses")
     for k in eager:
-        np.testing.assert_array_equal(replayed[k], eager[k], err_msg=k)
+        _same(replayed[k], eager[k], k)
     constant, _ = _eager("lm", "cuda", batches, schedule=False)
     assert not np.array_equal(constant["p0"], replayed["p0"])    # the schedule did something
 
