@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from test_cli import run, write_idx
+from test_cli import corpus, run, write_idx   # noqa: F401 (fixture)
+from tilegrad import models
 from tilegrad.cli import tasks
 
 pytestmark = pytest.mark.skipif(not tg.device("cuda").available,
@@ -54,3 +55,18 @@ def test_a_step_that_reads_the_host_runs_eagerly_and_says_why_once(images, tmp_p
     assert run("train", "mlp", "--data-dir", images, "--out", tmp_path / "r", *SMALL) == 0
     err = capsys.readouterr().err
     assert err.count("cannot be captured as a CUDA graph (Tensor.item") == 1, err
+
+
+def test_the_lm_captured_carries_its_state_between_windows_as_eager_does(corpus, tmp_path, capsys,
+                                                                         monkeypatch):
+    small = models.LSTMLanguageModel.__init__       # a small LSTM: the simulator is slow
+    monkeypatch.setattr(models.LSTMLanguageModel, "__init__",
+                        lambda self, v, embedding_dim=128, hidden_dim=256: small(self, v, 6, 5))
+    lm = ("train", "lm", "--device", "cuda", "--data-dir", corpus, "--epochs", 1, "--quiet",
+          "--batch-size", 2, "--bptt", 3, "--limit", 40, "--eval-limit", 20)
+    assert run(*lm, "--out", tmp_path / "g") == 0
+    assert run(*lm, "--out", tmp_path / "e", "--no-cuda-graph") == 0
+    assert "cannot be captured" not in capsys.readouterr().err
+    graph, eager = _params(tmp_path / "g"), _params(tmp_path / "e")
+    for k in graph:
+        assert (graph[k] == eager[k]).all(), k
