@@ -14,6 +14,7 @@ epoch) runs eagerly. The loss and norm are read after the replay, so a NaN is ca
 later; the run still stops with its last good checkpoint untouched. A step that cannot be
 captured (it reads a device value on the host, say) runs eagerly, and the trainer says why once.
 """
+import math
 import sys
 
 import tilegrad as tg
@@ -50,13 +51,13 @@ class StepRunner:
         self.eager_steps += 1
         loss = self.task.loss(self._tensors(arrays))
         value = loss.item()
-        if not _finite(value):
+        if not math.isfinite(value):
             raise NonFinite("the loss", value, updated=False)
         self.opt.zero_grad()
         loss.backward()
         if self.clip:
             norm = float(clip_grad_norm_(self.params, self.clip))
-            if not _finite(norm):
+            if not math.isfinite(norm):
                 raise NonFinite("the gradient norm", norm, updated=False)
         self.opt.step()
         self.task.after_step()
@@ -105,16 +106,12 @@ class StepRunner:
         self.replays += 1
         loss, norm = self.outputs
         value = loss.item()
-        if not _finite(value):
+        if not math.isfinite(value):
             raise NonFinite("the loss", value, updated=True)
-        if norm is not None and not _finite(float(norm)):
+        if norm is not None and not math.isfinite(float(norm)):
             raise NonFinite("the gradient norm", float(norm), updated=True)
         return value
 
 
 def _key(arrays):
     return tuple((a.shape, a.dtype.str) for a in arrays)
-
-
-def _finite(v):
-    return v == v and v not in (float("inf"), float("-inf"))

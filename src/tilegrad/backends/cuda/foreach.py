@@ -170,6 +170,18 @@ def by_dtype(arrays):
     return groups
 
 
+def launch_parts(views, per_launch):
+    """The launches over the 1-D arrays ``views``: for each dtype, ``per_launch`` arrays at a
+    time, ``(dtype, the arrays padded to per_launch, block table, its entries)``; parts whose
+    arrays are all empty are left out."""
+    for dtype, idx in by_dtype(views).items():
+        for part in launch_lists(len(idx), per_launch):
+            arrays = [views[idx[k]] for k in part]
+            table, entries = block_table([x.size for x in arrays])
+            if entries:
+                yield dtype, padded(arrays, per_launch, dtype), table, entries
+
+
 def flat_inplace(x, what):
     """A 1-D view of ``x`` that writes through to it (so ``x`` must be C-contiguous)."""
     assert x.flags.c_contiguous, f"{what} must be C-contiguous to be updated in place"
@@ -181,28 +193,16 @@ def flat_inplace(x, what):
 def fill_multi(xs, value):
     """Set every element of every array of ``xs`` to ``value``, in place."""
     views = [flat_inplace(x, "fill_multi: each array") for x in xs]
-    for dtype, idx in by_dtype(views).items():
-        for part in launch_lists(len(idx), TENSORS):
-            arrays = [views[idx[k]] for k in part]
-            table, blocks = block_table([x.size for x in arrays])
-            if blocks:
-                rt.launch(fill_multi_kernel1, blocks, THREADS, table,
-                          padded(arrays, TENSORS, dtype), dtype.type(value))
+    for dtype, arrays, table, blocks in launch_parts(views, TENSORS):
+        rt.launch(fill_multi_kernel1, blocks, THREADS, table, arrays, dtype.type(value))
 
 
 def norm_multi(xs):
     """The 2-norm of all of ``xs`` together, ``sqrt(sum of x*x)``, as a new 0-d array of their
     result dtype (squares summed in float64, in a fixed order)."""
     assert xs, "norm_multi: no arrays"
-    views = [flat(x) for x in xs]
-    launches = []
-    for dtype, idx in by_dtype(views).items():
-        for part in launch_lists(len(idx), TENSORS):
-            arrays = [views[idx[k]] for k in part]
-            table, entries = block_table([x.size for x in arrays])
-            if entries:
-                launches.append((table, padded(arrays, TENSORS, dtype), entries,
-                                 min(entries, NORM_BLOCKS)))
+    launches = [(table, arrays, entries, min(entries, NORM_BLOCKS))
+                for _, arrays, table, entries in launch_parts([flat(x) for x in xs], TENSORS)]
     partials = rt.empty((max(1, sum(grid for *_, grid in launches)),), np.float64)
     offset = 0
     for table, arrays, entries, grid in launches:
@@ -220,13 +220,9 @@ def clip_scale_multi(xs, total, max_norm):
         f"clip_scale_multi: total must be a 0-d float array, got {total.shape} {total.dtype}"
     views = [flat_inplace(x, "clip_scale_multi: each array") for x in xs]
     t = total.dtype.type             # the coefficient is computed in the norm's dtype, as torch
-    for dtype, idx in by_dtype(views).items():
-        for part in launch_lists(len(idx), TENSORS):
-            arrays = [views[idx[k]] for k in part]
-            table, blocks = block_table([x.size for x in arrays])
-            if blocks:
-                rt.launch(clip_scale_multi_kernel1, blocks, THREADS, table,
-                          padded(arrays, TENSORS, dtype), total.reshape(1), t(max_norm), t(1e-6))
+    for _, arrays, table, blocks in launch_parts(views, TENSORS):
+        rt.launch(clip_scale_multi_kernel1, blocks, THREADS, table, arrays, total.reshape(1),
+                  t(max_norm), t(1e-6))
 
 # ---------------------------------------------------------------- compile check
 

@@ -419,12 +419,9 @@ class Capture:
 
 
 def _run(op):
-    kind = op[0]
-    if kind == "kernel":
+    if op[0] == "kernel":
         _launch(*op[1:4], *op[4])
-    elif kind == "fill":
-        op[1][...] = op[2]
-    else:                                             # "copy": dst, src
+    else:                    # "fill" (dst, a value) or "copy" (dst, src): one assignment either way
         op[1][...] = op[2]
 
 
