@@ -157,6 +157,17 @@ def wrap_index(k, size):
     return k + size if k < 0 else k
 
 
+@cuda.jit(device=True)
+def checked_index(idx, j, axis_size, flag, code):
+    """``idx[j]`` wrapped (``wrap_index``), or -1 if out of range, after reporting it to the host
+    (raised at the next sync); the caller then skips the element."""
+    k = wrap_index(idx[j], axis_size)
+    if k < 0 or k >= axis_size:
+        report_error(flag, code, idx[j], axis_size)
+        return -1
+    return k
+
+
 @cuda.jit
 def index_fwd_kernel2(x, idx, out, sizes, strides, base, inner, count, axis_size, axis_stride,
                       flag, code, n):
@@ -165,10 +176,8 @@ def index_fwd_kernel2(x, idx, out, sizes, strides, base, inner, count, axis_size
     # but the index's (stride 0 there); the index adds k * axis_stride.
     for o in range(cuda.grid(1), n, cuda.gridsize(1)):
         j = (o // inner) % count
-        k = wrap_index(idx[j], axis_size)
-        if k < 0 or k >= axis_size:
-            report_error(flag, code, idx[j], axis_size)   # skipped: raised at the next sync
-        else:
+        k = checked_index(idx, j, axis_size, flag, code)
+        if k >= 0:
             out[o] = x[strided_offset(base, o, sizes, strides) + k * axis_stride]
 
 
@@ -182,9 +191,8 @@ def index_bwd_kernel2(grad, idx, out, sizes, strides, base, inner, count, axis_s
     zero = grad.dtype.type(0)
     for o in range(cuda.grid(1), n, cuda.gridsize(1)):
         j = (o // inner) % count
-        k = wrap_index(idx[j], axis_size)
-        if k < 0 or k >= axis_size:
-            report_error(flag, code, idx[j], axis_size)
+        k = checked_index(idx, j, axis_size, flag, code)
+        if k < 0:
             continue
         first = o - j * inner                  # the element of index 0 beside o
         acc = zero
@@ -206,10 +214,8 @@ def index_bwd_kernel3(grad, idx, out, sizes, strides, base, inner, count, axis_s
     # order of the adds into a repeated index's element is not fixed.
     for o in range(cuda.grid(1), n, cuda.gridsize(1)):
         j = (o // inner) % count
-        k = wrap_index(idx[j], axis_size)
-        if k < 0 or k >= axis_size:
-            report_error(flag, code, idx[j], axis_size)
-        else:
+        k = checked_index(idx, j, axis_size, flag, code)
+        if k >= 0:
             cuda.atomic.add(out, strided_offset(base, o, sizes, strides) + k * axis_stride,
                             grad[o])
 
