@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEBIAN_DATA := dataset-fashion-mnist fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data demo test bench gpu-check clean
+.PHONY: setup ext sanitize data demo test bench gpu-check clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,28 @@ $(VENV)/.ready: pyproject.toml setup.py
 	touch $@
 
 setup: $(VENV)/.ready
+
+# The C++ extension tilegrad._cpu (csrc/), rebuilt in place when a source changed; only the files
+# that changed are recompiled. A failed build leaves device "cpu" on the NumPy backend and says
+# why (`tilegrad info`), as an install does.
+EXT_STATUS := src/tilegrad/_cpu_build.txt
+$(EXT_STATUS): $(VENV)/.ready setup.py $(wildcard csrc/*.cpp csrc/*.h)
+	$(PY) setup.py -q build_ext --inplace
+	@cat $@
+
+ext: $(EXT_STATUS)
+
+# The extension's tests against a second build of it with AddressSanitizer and
+# UndefinedBehaviorSanitizer (any report fails the run). Python itself is not instrumented, so the
+# sanitizer runtimes are preloaded; leak checking is off (the interpreter keeps memory at exit).
+SAN_BUILD := build/sanitize
+SAN_ENV = TILEGRAD_CPU_EXTENSION="$$(ls $(SAN_BUILD)/tilegrad/_cpu*.so)" TILEGRAD_EXPECT_SANITIZED=1 \
+	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+sanitize: setup
+	TILEGRAD_SANITIZE=1 $(PY) setup.py -q build_ext --build-lib $(SAN_BUILD) --build-temp $(SAN_BUILD)/tmp
+	@grep -q "^built" $(SAN_BUILD)/tilegrad/_cpu_build.txt || { cat $(SAN_BUILD)/tilegrad/_cpu_build.txt; exit 1; }
+	$(SAN_ENV) TILEGRAD_CPU_EXAMPLES=8 $(PY) -m pytest -q -p no:cacheprovider tests/test_cpu_*.py
 
 # The data packages, where this is a Debian-like system and they are missing.
 data:
@@ -28,17 +50,17 @@ data:
 	    || echo "warning: could not install $(DEBIAN_DATA); the demo will say what is missing"; \
 	else echo "no apt-get here: point TILEGRAD_DATA (or --data-dir) at the data, see README.md"; fi
 
-demo: setup data
+demo: setup data ext
 	$(VENV)/bin/tilegrad demo
 
 # The CUDA kernels run in Numba's simulator here (and their PTX is compiled without it, in a
 # subprocess of tests/test_cuda_ptx.py).
-test: setup data
+test: setup data ext
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
 
 # Kernels and training steps against PyTorch (CPU by default: make bench DEVICE=cuda on a GPU).
 DEVICE ?= cpu
-bench: setup
+bench: setup ext
 	$(VENV)/bin/tilegrad bench all --device $(DEVICE) --out bench/results --results-md bench/RESULTS.md
 
 # On a machine with an NVIDIA GPU and what such a machine has (CuPy, numba-cuda, PyTorch, pytest;

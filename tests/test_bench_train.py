@@ -117,13 +117,13 @@ def test_profile_step_restores_the_backend_even_when_the_step_raises(monkeypatch
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
 
     def broken(*args, **kwargs):
-        raise RuntimeError("broken sgd_step")
+        raise RuntimeError("broken sgd_step_multi")
 
-    monkeypatch.setattr(backend, "sgd_step", broken)
+    monkeypatch.setattr(backend, "sgd_step_multi", broken)   # what SGD.step calls
     before = _backend_functions(backend)
     p = TINY["mlp"].setup(CPU, None)
-    with pytest.raises(RuntimeError, match="broken sgd_step"):
+    with pytest.raises(RuntimeError, match="broken sgd_step_multi"):
         train.profile_step(p, CPU, steps=1, warmup=0)
     after = _backend_functions(backend)
     assert all(after[k] is before[k] for k in before)
-    assert backend.sgd_step is broken
+    assert backend.sgd_step_multi is broken

@@ -10,6 +10,7 @@ from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import (Device, DeviceUnavailableError, device, devices, get_default_device,
                        set_default_device)
+from .backends.cpu import get_num_threads, set_num_threads
 from .dtypes import (bool_, double, float32, float64, get_default_dtype, int32, int64, long,
                      set_default_dtype, uint8)
 from .random import get_rng_state, manual_seed, set_rng_state
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "from_numpy", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
     "rand", "arange", "cat", "stack", "matmul", "no_grad", "enable_grad", "is_grad_enabled",
-    "set_grad_enabled", "manual_seed", "get_rng_state", "set_rng_state", "save", "load", "device",
+    "set_grad_enabled", "get_num_threads", "set_num_threads", "manual_seed", "get_rng_state", "set_rng_state", "save", "load", "device",
     "devices", "get_default_device", "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double", "int32", "int64",
     "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn", "optim", "autograd", "cuda",
 ]

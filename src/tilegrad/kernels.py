@@ -20,8 +20,11 @@ A module that declares no ``KERNEL_FAMILIES`` but has ``VERSIONS``, a dict of la
 as family <module name> whose default is its last version (how matmul.py declared its ladder
 before ``KERNEL_FAMILIES``).
 
-Without numba-cuda no family module can be imported: ``versions()`` is then empty and
+Without numba-cuda no family module can be imported: ``versions()`` then lists only "cpu" and
 ``unavailable_reason()`` says why.
+
+One more family is not a CUDA kernel: "cpu", device "cpu"'s backend, "cpp" (the C++ extension,
+where it is built) or "numpy" (``tilegrad.backends.cpu``); ``use("cpu", "numpy")`` switches it.
 """
 import importlib
 import os
@@ -102,6 +105,12 @@ def _from_environment():
     chosen = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         family, _, version = (s.strip() for s in item.partition("="))
+        if family == "cpu":
+            try:
+                _cpu().use(version)
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f"TILEGRAD_KERNELS={spec!r}: {e}") from None
+            continue
         try:
             _check(family, version)
         except ValueError as e:
@@ -116,8 +125,19 @@ def _choices():
     return _chosen
 
 
+def _cpu():
+    from tilegrad.backends import cpu
+    return cpu
+
+
 def use(family, version):
     """Run ``version`` of kernel ``family`` from now on."""
+    if family == "cpu":
+        try:
+            _cpu().use(version)
+        except (ValueError, RuntimeError) as e:
+            raise type(e)(f"kernels.use: {e}") from None
+        return
     try:
         _check(family, version)
     except ValueError as e:
@@ -127,6 +147,8 @@ def use(family, version):
 
 def current(family):
     """The version of ``family`` in use."""
+    if family == "cpu":
+        return _cpu().current()
     version = _choices().get(family)
     return version if version is not None else _declared(family)[1]
 
@@ -142,5 +164,7 @@ def declared(family):
 
 
 def versions():
-    """``{family: (all versions, the one in use)}``; empty without numba-cuda."""
-    return {f: (tuple(v), current(f)) for f, (v, _) in _families().items()}
+    """``{family: (all versions, the one in use)}``: "cpu", then the CUDA families (none without
+    numba-cuda)."""
+    cuda = {f: (tuple(v), current(f)) for f, (v, _) in _families().items()}
+    return {"cpu": (_cpu().CHOICES, _cpu().current()), **cuda}

@@ -615,7 +615,7 @@ def matmul(a, b):
     C.same_device("matmul", a, b)
     C.same_dtype("matmul", a, b)
     C.not_bool("matmul", a, "bool tensors")
-    if a.dtype not in dtypes.FLOATING and a._be.name != "numpy":
+    if a.dtype not in dtypes.FLOATING and a.device.name != "cpu":
         raise DtypeError(f"matmul: integer tensors ({a.dtype}) are multiplied on the cpu only, "
                          f"not on {a.device} (shapes {a.shape} and {b.shape})")
     k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]

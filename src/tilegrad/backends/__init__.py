@@ -71,8 +71,9 @@ _DEFAULT = {"name": "cpu"}
 
 def _registry():
     if not _DEVICES:
-        numpy_backend, _ = _load("tilegrad.backends.numpy")
-        _DEVICES["cpu"] = Device("cpu", numpy_backend)
+        # The C++ kernels where the extension is built, else the NumPy backend (backends/cpu).
+        from tilegrad.backends import cpu
+        _DEVICES["cpu"] = Device("cpu", cpu.initial_backend())
         _DEVICES["cuda"] = _cuda_device()
     return _DEVICES
 
