@@ -22,12 +22,14 @@ def _torch(use_torch):
 def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="bench/results",
           results_md=None, use_torch=True):
     """Run the cases of ``what`` ('kernels', 'train' or 'all') on ``device``; returns the document."""
-    from . import kernels, train
+    from . import blas, kernels, train
     torch, torch_note = _torch(use_torch)
     skipped = [torch_note] if torch_note else []
     dev = tg.device(device)
     if not dev.available:
         raise tg.DeviceUnavailableError(f"bench: device '{device}' is unavailable: {dev.reason}")
+    if dev.name == "cpu" and torch is not None:    # both sides on the same number of threads
+        torch.set_num_threads(tg.get_num_threads())
     ladder = dev.name == "cuda"
     cases = (kernels.cases(sizes, ladder) if what in ("kernels", "all") else []) + \
             (train.cases(sizes, graph=ladder) if what in ("train", "all") else [])
@@ -39,6 +41,9 @@ def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="ben
         print(f"profiling {case.name} ...", file=sys.stderr, flush=True)
         profiles[case.name] = train.profile_step(case, dev)
     doc = report.document(report.metadata(torch, device), peaks, rows, profiles, skipped)
+    if dev.name == "cpu" and what in ("kernels", "all"):
+        print("GEMM against NumPy's BLAS ...", file=sys.stderr, flush=True)
+        doc["blas"] = blas.compare(sizes, torch, repeats, warmup)
     folder = os.path.join(out, device)
     os.makedirs(folder, exist_ok=True)
     report.write_json(doc, os.path.join(folder, "results.json"))

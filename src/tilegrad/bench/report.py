@@ -69,6 +69,11 @@ def metadata(torch=None, device="cpu"):
         "torch": None if torch is None else torch.__version__,
         "git_commit": _git_commit(), "gpu": None, "gpu_driver": None, "cuda": None,
     }
+    if device == "cpu":
+        from tilegrad.backends import cpu
+        ext, _ = cpu.extension()
+        meta["cpu_backend"] = cpu.current() + (f", {ext.simd()}" if cpu.current() == "cpp" else "")
+        meta["tilegrad_threads"] = cpu.get_num_threads()
     if torch is not None:
         meta["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
@@ -140,7 +145,10 @@ def markdown(doc):
     m, p = doc["meta"], doc["peaks"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores)"
              + (f", GPU {m['gpu']} (driver {m['gpu_driver']}, CUDA {m['cuda']})" if m["gpu"] else "")
-             + f"; device `{m['device']}`; Python {m['python']}, NumPy {m['numpy']}"
+             + f"; device `{m['device']}`"
+             + (f" (backend {m['cpu_backend']}, {m['tilegrad_threads']} threads)"
+                if m.get("cpu_backend") else "")
+             + f"; Python {m['python']}, NumPy {m['numpy']}"
              + (f" ({m['numpy_blas']})" if m.get("numpy_blas") else "")
              + f", PyTorch {m['torch'] or 'not installed'}"
              + (f" ({m['torch_threads']} threads)" if m.get("torch_threads") else "")
@@ -176,6 +184,9 @@ def markdown(doc):
                        key=lambda kv: -kv[1])
         for k, v in items[:8] + [("framework", prof["_python"])]:
             lines.append(f"| {k} | {v * 1e3:.2f} | {100 * v / total:.0f}% |")
+    if doc.get("blas"):
+        from .blas import markdown as blas_markdown
+        lines += ["", blas_markdown(doc["blas"], m.get("cpu_backend"), m.get("tilegrad_threads"))]
     if doc["skipped"]:
         lines += ["", "Not measured: " + "; ".join(doc["skipped"]) + "."]
     return "\n".join(lines) + "\n"
