@@ -9,7 +9,7 @@ import numpy as np
 
 import tilegrad as tg
 
-from .harness import measure, validate
+from .harness import measure, settle, validate
 
 SIZES = {"full": (1024, 2048), "small": (1024,), "tiny": (64,)}
 
@@ -28,12 +28,15 @@ def compare(sizes="full", torch=None, repeats=10, warmup=2):
             validate(f"matmul {n} {np.dtype(dtype).name}", be.matmul(a, b), ref, rtol=tol,
                      atol=tol * np.sqrt(n))
             flops = 2 * n ** 3
+            settle()             # NumPy's BLAS threads spin for a while after computing ref
             ours = measure(lambda: be.matmul(a, b), warmup, repeats).median
+            settle()
             blas = measure(lambda: np.matmul(a, b), warmup, repeats).median
             row = {"n": n, "dtype": np.dtype(dtype).name, "tilegrad_gflops": flops / ours / 1e9,
                    "numpy_gflops": flops / blas / 1e9, "share_of_numpy": blas / ours}
             if torch is not None:
                 ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+                settle()
                 row["torch_gflops"] = flops / measure(lambda: torch.mm(ta, tb), warmup,
                                                       repeats).median / 1e9
             rows.append(row)

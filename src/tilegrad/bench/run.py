@@ -7,7 +7,7 @@ PyTorch, an unavailable device, a failed validation) says why instead of giving 
 """
 import sys
 
-from .harness import ValidationError, cpu_timer, cuda_timer, measure, on_gpu, validate
+from .harness import ValidationError, cpu_timer, cuda_timer, measure, on_gpu, settle, validate
 
 
 def _rate(case, seconds):
@@ -41,6 +41,8 @@ def run_case(case, device, torch, warmup, repeats, peaks, min_seconds=0.2):
         return row
     if prep.launches is not None:
         row["launches"] = prep.launches()
+    if not gpu:
+        settle()
     t = measure(prep.tilegrad, warmup, repeats, timer, min_seconds)
     rate, unit = _rate(case, t.median)
     peak = peaks["gflops"] if unit == "GFLOP/s" else peaks["gbps"]
@@ -51,6 +53,8 @@ def run_case(case, device, torch, warmup, repeats, peaks, min_seconds=0.2):
     if gpu:
         _torch_tf32(torch, False)
     _check(f"{case.name} (PyTorch)", prep, prep.torch())
+    if not gpu:
+        settle()
     tt = measure(prep.torch, warmup, repeats, timer, min_seconds)
     row.update(torch=tt.as_dict(), torch_rate=_rate(case, tt.median)[0],
                ratio=t.median / tt.median)
