@@ -41,7 +41,12 @@
 namespace tg {
 namespace {
 
-constexpr index_t kTargetCols = 192;       // group small images until the GEMM has this many columns
+// Group small images until the GEMM has this many columns. Forward and backward-data pack the
+// weights (the GEMM's A) once per call of the GEMM, so more columns per call amortise that: 512
+// measured ~8% faster than 192 on the CNN's 14x14 and 7x7 layers (2 threads, AMD EPYC); the
+// backward-weight GEMM packs the columns themselves (its B) and was a little faster at 192.
+constexpr index_t kTargetCols = 512;
+constexpr index_t kTargetColsWeight = 192;
 constexpr index_t kMaxWorkspace = 1 << 20;  // elements of cols per thread (4 MB in float32), at least one output row
 
 struct Geom {
@@ -49,6 +54,7 @@ struct Geom {
     index_t f, kh, kw;       // filters
     index_t sh, sw, ph, pw;  // stride, padding
     index_t ho, wo;          // output
+    index_t target = kTargetCols;   // columns a tile of small images aims at (see kTargetCols)
     index_t k() const { return c * kh * kw; }
     index_t p() const { return ho * wo; }
     // cols would be a copy of the image: the GEMMs read (or write) the image directly.
@@ -67,7 +73,7 @@ template <class Fn> void for_tiles(const Geom& s, index_t begin, index_t end, Fn
     index_t max_cols = std::max(s.wo, kMaxWorkspace / std::max<index_t>(s.k(), 1));
     index_t p = s.p();
     if (p <= max_cols) {
-        index_t g = std::max<index_t>(1, std::min((kTargetCols + p - 1) / p, max_cols / p));
+        index_t g = std::max<index_t>(1, std::min((s.target + p - 1) / p, max_cols / p));
         for (index_t n = begin; n < end; n += g) f(Tile{n, std::min(g, end - n), 0, s.ho});
     } else {
         index_t rows = std::max<index_t>(1, max_cols / s.wo);
@@ -81,7 +87,7 @@ index_t max_tile_cols(const Geom& s) {
     index_t max_cols = std::max(s.wo, kMaxWorkspace / std::max<index_t>(s.k(), 1));
     index_t p = s.p();
     if (p <= max_cols) {
-        index_t g = std::max<index_t>(1, std::min((kTargetCols + p - 1) / p, max_cols / p));
+        index_t g = std::max<index_t>(1, std::min((s.target + p - 1) / p, max_cols / p));
         return std::min(g, std::max<index_t>(s.n, 1)) * p;
     }
     return std::max<index_t>(1, max_cols / s.wo) * s.wo;
@@ -268,7 +274,9 @@ template <class T> void backward_data(const Geom& s, const T* grad_out, const T*
     });
 }
 
-template <class T> void backward_weight(const Geom& s, const T* grad_out, const T* x, T* dw) {
+template <class T> void backward_weight(const Geom& geom, const T* grad_out, const T* x, T* dw) {
+    Geom s = geom;
+    s.target = kTargetColsWeight;
     index_t k = s.k(), p = s.p(), cap = max_tile_cols(s), size = s.f * k;
     index_t ranges = image_ranges(s.n);
     std::fill(dw, dw + size, T(0));     // the result for an empty batch
