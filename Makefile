@@ -21,9 +21,10 @@ setup: $(VENV)/.ready
 
 # The C++ extension tilegrad._cpu (csrc/), rebuilt in place when a source changed; only the files
 # that changed are recompiled. A failed build leaves device "cpu" on the NumPy backend and says
-# why (`tilegrad info`), as an install does.
+# why (`tilegrad info`), as an install does. The install in .venv builds it the first time (and
+# writes the status file), so the venv is an order-only prerequisite: no second build after it.
 EXT_STATUS := src/tilegrad/_cpu_build.txt
-$(EXT_STATUS): $(VENV)/.ready setup.py $(wildcard csrc/*.cpp csrc/*.h)
+$(EXT_STATUS): setup.py $(wildcard csrc/*.cpp csrc/*.h) | $(VENV)/.ready
 	$(PY) setup.py -q build_ext --inplace
 	@cat $@
 
