@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from helpers import assert_close, on_ci
+from helpers import on_ci
+from tilegrad.testing import assert_close
 from tilegrad.backends import cpu as cpu_device
 from tilegrad.backends import numpy as spec
 

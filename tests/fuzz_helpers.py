@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import tilegrad as tg
 from helpers import torch
+from tilegrad.testing import random_array
 
 TOL = 1e-10
 FUZZ_EXAMPLES = 25
@@ -80,14 +81,8 @@ def broadcastable(shape):
 
 def arrays(shape, dtype="float64", seed=None):
     """Fresh random values of ``shape``: normal floats (no ties, no zeros in practice), small
-    integers, or random booleans."""
-    r = np.random.default_rng(seed)
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return r.standard_normal(shape).astype(dtype)
-    if dtype.kind == "b":
-        return r.random(shape) < 0.5
-    return r.integers(-5 if dtype.kind == "i" else 0, 6, size=shape).astype(dtype)
+    integers, or random booleans (``tilegrad.testing.random_array``)."""
+    return random_array(shape, dtype, seed)
 
 
 def dims(ndim, out_of_range=2):

@@ -9,7 +9,7 @@ parameters after the last update, as NumPy arrays.
 """
 import tilegrad as tg
 import tilegrad.nn.functional as F
-from helpers import rng
+from tilegrad.testing import rng
 from tilegrad import models
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import tilegrad as tg
 import tilegrad.nn as nn
-from helpers import assert_close, torch
+from helpers import torch
+from tilegrad.testing import assert_close
 
 
 def _linear_loss(m, x):

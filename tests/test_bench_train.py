@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close, torch
+from helpers import torch
+from tilegrad.testing import assert_close
 from tilegrad import models
 from tilegrad.bench import formulas, train
 from tilegrad.bench.case import Case, Prepared

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tilegrad.testing import odd_sizes
 from cpu_helpers import bad_input, cases, check, cpp, ext, rand, spec
 
 DTYPES = [np.float32, np.float64]
 INDEX = [np.int64, np.int32]
-ODD = st.sampled_from([1, 3, 5, 7, 13])
+ODD = odd_sizes()
 
 
 @cases(60)

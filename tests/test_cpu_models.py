@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cpu_helpers import ext  # noqa: F401  (skips the module where the extension is not built)
-from helpers import assert_close, rng
+from tilegrad.testing import assert_close, rng
 from model_steps import MODELS, train
 from tilegrad import kernels, models
 

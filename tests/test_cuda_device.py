@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close, rng
+from tilegrad.testing import assert_close, rng
 
 CUDA = tg.device("cuda")
 if not CUDA.available:

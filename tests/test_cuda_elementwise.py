@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from helpers import assert_close
+from tilegrad.testing import assert_close
 
 try:
     import numba  # noqa: F401

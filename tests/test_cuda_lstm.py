@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import assert_close, rng
+from tilegrad.testing import assert_close, rng
 
 if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("the CUDA kernels run here in Numba's simulator: set NUMBA_ENABLE_CUDASIM=1",
@@ -43,7 +43,7 @@ def test_lstm_cell_fwd_bwd_against_numpy(bs, hs, dtype, tol):
 
 # ---------------------------------------------------------------- rung 2: a layer over T steps
 
-from helpers import guarded                            # noqa: E402
+from tilegrad.testing import guarded                            # noqa: E402
 
 # (T, B, H): B over the GEMM's 4-row tile, 4H and H over its 4-column tile, H over its 4-deep
 # K-tile, and B*H over the 8 threads x 4 blocks of the step kernels' grid-stride loop.

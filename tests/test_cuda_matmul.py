@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import assert_close, rng
+from tilegrad.testing import assert_close, rng
 
 if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("the CUDA kernels run here in Numba's simulator: set NUMBA_ENABLE_CUDASIM=1",

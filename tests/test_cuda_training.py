@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close
+from tilegrad.testing import assert_close
 from model_steps import train
 
 if not tg.device("cuda").available:

@@ -11,7 +11,7 @@ import pytest
 
 import tilegrad as tg
 import tilegrad.nn.functional as F
-from helpers import assert_close, check_grad, rng
+from tilegrad.testing import assert_close, gradcheck, rng
 from tilegrad import random as tg_random
 from tilegrad.backends import numpy as spec
 from tilegrad.errors import DtypeError
@@ -281,7 +281,7 @@ def test_gradient_against_central_differences():
     def fn(t):
         tg.manual_seed(3)                                    # the same mask at every call
         return F.dropout(t, 0.45)
-    check_grad(fn, rng(8).standard_normal((4, 5)))
+    gradcheck(fn, rng(8).standard_normal((4, 5)))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # inf * 0

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 import tilegrad as tg
 import tilegrad.nn.functional as F
-from helpers import assert_close, check_grad, check_same_as_cpu, check_torch, rng, torch
+from helpers import torch
+from tilegrad.testing import (assert_close, compare_with_reference, compare_with_torch, gradcheck,
+                              rng)
 
 TF = torch.nn.functional if torch is not None else None
 
@@ -140,14 +142,14 @@ def test_gradient_matches_central_differences(device, tg_fn, torch_fn, spec):
     """On "cpu" against central differences. Elsewhere (thousands of forward passes are too slow
     for the CUDA simulator) the values and gradients must equal cpu's, which this checks."""
     if device == "cpu":
-        check_grad(tg_fn, *make_inputs(spec))
+        gradcheck(tg_fn, *make_inputs(spec))
     else:
-        check_same_as_cpu(on(device, tg_fn), tg_fn, *make_inputs(spec))
+        compare_with_reference(on(device, tg_fn), tg_fn, *make_inputs(spec))
 
 
 @pytest.mark.parametrize("tg_fn, torch_fn, spec", CASES)
 def test_matches_torch(device, tg_fn, torch_fn, spec):
-    check_torch(on(device, tg_fn), torch_fn, *make_inputs(spec))
+    compare_with_torch(on(device, tg_fn), torch_fn, *make_inputs(spec))
 
 
 @pytest.mark.parametrize("tg_fn, torch_fn, spec", CASES)
@@ -176,7 +178,7 @@ def test_conv2d_geometry_matches_torch(h, w, kh, kw, sh, sw, ph, pw, c, f, seed)
     """Strides that leave rows unread and paddings wider than the kernel: the cases the
     backward-data's crop and pad arithmetic must get right."""
     x, wt, b = make_inputs([(2, c, h, w), (f, c, kh, kw), (f,)], seed)
-    check_torch(lambda *t: F.conv2d(*t, stride=(sh, sw), padding=(ph, pw)),
+    compare_with_torch(lambda *t: F.conv2d(*t, stride=(sh, sw), padding=(ph, pw)),
                 lambda *t: TF.conv2d(*t, stride=(sh, sw), padding=(ph, pw)), x, wt, b)
 
 
@@ -186,7 +188,7 @@ def test_conv2d_geometry_matches_torch(h, w, kh, kw, sh, sw, ph, pw, c, f, seed)
 def test_max_pool2d_geometry_matches_torch(h, w, kh, kw, sh, sw, pad, seed):
     ph, pw = min(pad, kh // 2), min(pad, kw // 2)   # torch and tilegrad: padding <= kernel / 2
     (x,) = make_inputs([(2, 3, h, w)], seed)
-    check_torch(lambda t: F.max_pool2d(t, (kh, kw), (sh, sw), (ph, pw)),
+    compare_with_torch(lambda t: F.max_pool2d(t, (kh, kw), (sh, sw), (ph, pw)),
                 lambda t: TF.max_pool2d(t, (kh, kw), (sh, sw), (ph, pw)), x)
 
 
@@ -253,7 +255,7 @@ def test_softmax_over_empty_or_0d_is_as_pytorch(device, name, shape, dim):
     # Bug: over an empty dimension NumPy's "zero-size array to reduction operation maximum";
     # a 0-d tensor was refused. PyTorch returns an empty result, and 0 (log) or 1 for a 0-d one.
     x = np.zeros(shape)
-    check_torch(on(device, lambda t: getattr(F, name)(t, dim)),
+    compare_with_torch(on(device, lambda t: getattr(F, name)(t, dim)),
                 lambda t: getattr(TF, name)(t, dim), x)
 
 

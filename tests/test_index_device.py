@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close, rng, torch
+from helpers import torch
+from tilegrad.testing import assert_close, rng
 from tilegrad.errors import CaptureError, IndexRangeError
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":

@@ -8,7 +8,8 @@ import pytest
 
 import tilegrad as tg
 import tilegrad.nn.functional as F
-from helpers import assert_close, rng, torch
+from helpers import torch
+from tilegrad.testing import assert_close, rng
 from tilegrad.errors import DtypeError, ShapeError
 from tilegrad.nn.rnn import lstm_layer
 

@@ -12,7 +12,8 @@ import pytest
 
 import tilegrad as tg
 import tilegrad.nn.functional as F
-from helpers import assert_close, rng, torch
+from helpers import torch
+from tilegrad.testing import assert_close, rng
 
 RTOL = 1e-8
 STEPS = 3

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close, rng
+from tilegrad.testing import assert_close, rng
 
 
 def _outputs(out):

@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tilegrad as tg
-from helpers import assert_close, check_grad, check_torch, rng, torch
+from helpers import torch
+from tilegrad.testing import assert_close, gradcheck, compare_with_torch, rng
 
 
 def arr(*shape, seed=0, positive=False):
@@ -28,13 +29,13 @@ BINARY = {
 @pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
 def test_binary_broadcasting_matches_torch(op, shapes):
     a, b = arr(*shapes[0], seed=1), arr(*shapes[1], seed=2, positive=op == "div")
-    check_torch(BINARY[op][0], BINARY[op][1], a, b)
+    compare_with_torch(BINARY[op][0], BINARY[op][1], a, b)
 
 
 @pytest.mark.parametrize("op", BINARY)
 def test_binary_gradients_central_differences(op):
     a, b = arr(3, 1, seed=3), arr(1, 5, seed=4, positive=True)
-    check_grad(BINARY[op][0], a, b)
+    gradcheck(BINARY[op][0], a, b)
 
 
 SCALAR_FORMS = {
@@ -48,7 +49,7 @@ SCALAR_FORMS = {
 @pytest.mark.parametrize("name", SCALAR_FORMS)
 def test_scalar_operands_match_torch(name):
     f = SCALAR_FORMS[name]
-    check_torch(f, f, arr(3, 5, seed=5, positive=True))
+    compare_with_torch(f, f, arr(3, 5, seed=5, positive=True))
 
 
 UNARY = {
@@ -64,8 +65,8 @@ UNARY = {
 @pytest.mark.parametrize("op", UNARY)
 def test_unary_matches_torch_and_central_differences(op):
     tg_f, th_f, positive = UNARY[op]
-    check_torch(tg_f, th_f, arr(7, 3, seed=6, positive=positive))
-    check_grad(tg_f, arr(3, 1, 3, seed=7, positive=positive))
+    compare_with_torch(tg_f, th_f, arr(7, 3, seed=6, positive=positive))
+    gradcheck(tg_f, arr(3, 1, 3, seed=7, positive=positive))
 
 
 REDUCTIONS = [(d, k) for d in (0, 1, -1, (0, 2), (2, 0, 1)) for k in (False, True)]
@@ -73,14 +74,14 @@ REDUCTIONS = [(d, k) for d in (0, 1, -1, (0, 2), (2, 0, 1)) for k in (False, Tru
 
 @pytest.mark.parametrize("op", ["sum", "mean", "amax"])
 def test_full_reductions_match_torch(op):
-    check_torch(lambda t: getattr(t, op)(), lambda t: getattr(t, op)(), arr(3, 5, 7, seed=8))
+    compare_with_torch(lambda t: getattr(t, op)(), lambda t: getattr(t, op)(), arr(3, 5, 7, seed=8))
 
 
 @pytest.mark.parametrize("dim,keepdim", REDUCTIONS, ids=str)
 @pytest.mark.parametrize("op", ["sum", "mean", "amax"])
 def test_reductions_match_torch(op, dim, keepdim):
     a = arr(3, 5, 7, seed=8)
-    check_torch(lambda t: getattr(t, op)(dim, keepdim), lambda t: getattr(t, op)(dim, keepdim), a)
+    compare_with_torch(lambda t: getattr(t, op)(dim, keepdim), lambda t: getattr(t, op)(dim, keepdim), a)
 
 
 def test_reduction_numpy_spellings_axis_keepdims():
@@ -93,8 +94,8 @@ def test_reduction_numpy_spellings_axis_keepdims():
 
 def test_max_with_dim_returns_values_and_indices_as_torch():
     a = arr(4, 7, seed=10)
-    check_torch(lambda t: t.max(1).values, lambda t: t.max(1).values, a)
-    check_torch(lambda t: t.max(), lambda t: t.max(), a)
+    compare_with_torch(lambda t: t.max(1).values, lambda t: t.max(1).values, a)
+    compare_with_torch(lambda t: t.max(), lambda t: t.max(), a)
     values, indices = tg.tensor(a).max(0, keepdim=True)
     assert values.shape == (1, 7)
     np.testing.assert_array_equal(indices.numpy(), a.argmax(0)[None])
@@ -122,7 +123,7 @@ SHAPE_OPS = {
 
 @pytest.mark.parametrize("op", SHAPE_OPS)
 def test_shape_ops_match_torch(op):
-    check_torch(*SHAPE_OPS[op], arr(3, 5, 7, seed=11))
+    compare_with_torch(*SHAPE_OPS[op], arr(3, 5, 7, seed=11))
 
 
 INDEXING = {
@@ -140,29 +141,29 @@ INDEXING = {
 @pytest.mark.parametrize("name", [k for k in INDEXING if k != "step"])
 def test_indexing_matches_torch(name):
     f = INDEXING[name]
-    check_torch(f, f, arr(3, 5, seed=12))
+    compare_with_torch(f, f, arr(3, 5, seed=12))
 
 
 def test_indexing_with_tensor_index_and_bool_mask():
     a = arr(5, 3, seed=13)
     idx = np.array([4, 0, 4])
-    check_torch(lambda t: t[tg.tensor(idx)], lambda t: t[torch.tensor(idx)], a)
+    compare_with_torch(lambda t: t[tg.tensor(idx)], lambda t: t[torch.tensor(idx)], a)
     mask = a[:, 0] > 0
-    check_torch(lambda t: t[tg.tensor(mask)], lambda t: t[torch.tensor(mask)], a)
+    compare_with_torch(lambda t: t[tg.tensor(mask)], lambda t: t[torch.tensor(mask)], a)
 
 
 def test_indexing_gradient_central_differences():
-    check_grad(INDEXING["step"], arr(3, 5, seed=14))
-    check_grad(INDEXING["int_array_repeats"], arr(3, 2, seed=15))
+    gradcheck(INDEXING["step"], arr(3, 5, seed=14))
+    gradcheck(INDEXING["int_array_repeats"], arr(3, 2, seed=15))
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_cat_and_stack_match_torch(dim):
     a, b, c = arr(3, 4, seed=16), arr(3, 4, seed=17), arr(3, 4, seed=18)
-    check_torch(lambda *ts: tg.stack(ts, dim), lambda *ts: torch.stack(ts, dim), a, b, c)
+    compare_with_torch(lambda *ts: tg.stack(ts, dim), lambda *ts: torch.stack(ts, dim), a, b, c)
     shapes = {0: [(1, 4), (3, 4), (2, 4)], 1: [(3, 1), (3, 4), (3, 2)], -1: [(3, 1), (3, 4), (3, 2)]}
     ins = [arr(*s, seed=19 + k) for k, s in enumerate(shapes[dim])]
-    check_torch(lambda *ts: tg.cat(ts, dim), lambda *ts: torch.cat(ts, dim), *ins)
+    compare_with_torch(lambda *ts: tg.cat(ts, dim), lambda *ts: torch.cat(ts, dim), *ins)
 
 
 MATMUL_SHAPES = [((3, 5), (5, 7)), ((1, 3), (3, 1)), ((7, 3), (3,)), ((3,), (3, 5)), ((5,), (5,)),
@@ -172,18 +173,18 @@ MATMUL_SHAPES = [((3, 5), (5, 7)), ((1, 3), (3, 1)), ((7, 3), (3,)), ((3,), (3, 
 @pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=str)
 def test_matmul_matches_torch(shapes):
     a, b = arr(*shapes[0], seed=30), arr(*shapes[1], seed=31)
-    check_torch(lambda x, y: x @ y, lambda x, y: x @ y, a, b)
+    compare_with_torch(lambda x, y: x @ y, lambda x, y: x @ y, a, b)
 
 
 def test_matmul_gradient_central_differences():
-    check_grad(lambda x, y: x @ y, arr(2, 3, seed=32), arr(3, 1, seed=33))
+    gradcheck(lambda x, y: x @ y, arr(2, 3, seed=32), arr(3, 1, seed=33))
 
 
 def test_composite_graph_reuses_a_tensor():
     # x feeds three paths; gradients from all of them must add up.
     f = lambda x, w: ((x @ w).tanh() * x.sum(1, keepdim=True) + (x * x).mean()).sigmoid()  # noqa: E731
-    check_torch(f, f, arr(3, 4, seed=34), arr(4, 4, seed=35))
-    check_grad(f, arr(2, 3, seed=36), arr(3, 3, seed=37))
+    compare_with_torch(f, f, arr(3, 4, seed=34), arr(4, 4, seed=35))
+    gradcheck(f, arr(2, 3, seed=36), arr(3, 3, seed=37))
 
 
 @settings(max_examples=40, deadline=None)
@@ -194,7 +195,7 @@ def test_broadcast_gradients_sum_to_operand_shape(shape, drop, swap):
     small = [1 if d else n for n, d in zip(shape, drop)]
     small = small[1:] if swap and small else small
     a, b = arr(*shape, seed=40), arr(*small, seed=41)
-    check_torch(lambda x, y: x * y + y, lambda x, y: x * y + y, a, b)
+    compare_with_torch(lambda x, y: x * y + y, lambda x, y: x * y + y, a, b)
 
 
 def test_float32_values_close_to_float64_reference():
@@ -276,26 +277,26 @@ def test_pow_at_zero_matches_torch(p):
 
 @pytest.mark.parametrize("op", SHAPE_OPS)
 def test_shape_ops_gradients_central_differences(op):
-    check_grad(SHAPE_OPS[op][0], arr(3, 5, 7, seed=60))
+    gradcheck(SHAPE_OPS[op][0], arr(3, 5, 7, seed=60))
 
 
 @pytest.mark.parametrize("dim,keepdim", [(None, False), (1, False), ((0, 2), True)], ids=str)
 @pytest.mark.parametrize("op", ["sum", "mean", "amax"])
 def test_reduction_gradients_central_differences(op, dim, keepdim):
     f = (lambda t: getattr(t, op)()) if dim is None else (lambda t: getattr(t, op)(dim, keepdim))
-    check_grad(f, arr(3, 2, 3, seed=61))
+    gradcheck(f, arr(3, 2, 3, seed=61))
 
 
 def test_cat_stack_gradients_central_differences():
     a, b = arr(2, 3, seed=62), arr(1, 3, seed=63)
-    check_grad(lambda x, y: tg.cat([x, y, x], 0), a, b)
-    check_grad(lambda x, y: tg.stack([x, y * 2], 1), b, arr(1, 3, seed=64))
+    gradcheck(lambda x, y: tg.cat([x, y, x], 0), a, b)
+    gradcheck(lambda x, y: tg.stack([x, y * 2], 1), b, arr(1, 3, seed=64))
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_unbind_matches_torch_including_unused_slices(dim):
     # Only some slices reach the output: the others' gradients must be zeros.
     f = lambda t, m: sum(s * (k + 1) for k, s in enumerate(t.unbind(dim)) if k != 1)  # noqa: E731
-    check_torch(lambda t: f(t, tg), lambda t: f(t, torch), arr(3, 4, 5, seed=70))
-    check_grad(lambda t: f(t, tg), arr(3, 2, 3, seed=71))
+    compare_with_torch(lambda t: f(t, tg), lambda t: f(t, torch), arr(3, 4, 5, seed=70))
+    gradcheck(lambda t: f(t, tg), arr(3, 2, 3, seed=71))
     assert len(tg.randn(7, 2).unbind(0)) == 7

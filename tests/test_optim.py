@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import tilegrad as tg
-from helpers import assert_close, rng, torch
+from helpers import torch
+from tilegrad.testing import assert_close, rng
 
 RTOL = 1e-8
 SHAPES = [(3, 5), (7,), (2, 3, 4)]   # odd shapes, more than one parameter

@@ -89,8 +89,8 @@ def assert_close(actual: Any, expected: Any, rtol: float | None = None,
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         bad = ~(np.abs(a64 - e64) <= atol + rtol * np.abs(e64))
-        same_inf = np.isinf(a64) & (a64 == e64)
-    bad &= ~same_inf
+    infinite = np.isinf(a64) | np.isinf(e64)      # an infinity matches only itself
+    bad = np.where(infinite, a64 != e64, bad)
     if equal_nan:
         bad &= ~(np.isnan(a64) & np.isnan(e64))
     if bad.any():
