@@ -49,8 +49,10 @@ from .runtime import (SIMULATOR, ceil_div, constant, empty, launch, multiprocess
 
 # Tile sizes: (GPU, simulator). The simulator runs one Python thread per CUDA thread, so its
 # tiles are tiny; the tests' odd shapes are never multiples of either.
-V2_TILE = 4 if SIMULATOR else 16
-V3 = dict(BM=8, BN=8, BK=4, TM=2, TN=2) if SIMULATOR else dict(BM=64, BN=64, BK=8, TM=4, TN=4)
+V2_GPU_TILE = 16
+V2_TILE = 4 if SIMULATOR else V2_GPU_TILE
+V3_GPU = dict(BM=64, BN=64, BK=8, TM=4, TN=4)
+V3 = dict(BM=8, BN=8, BK=4, TM=2, TN=2) if SIMULATOR else V3_GPU
 
 
 def _loaders(trans_a, trans_b):
@@ -297,22 +299,10 @@ def _prepare(a, b, trans_a, trans_b, bias):
     return (m, n, k, count, out, a_off, b_off, flat(bias_arr), _NUMBA_DTYPES[a.dtype])
 
 
-def _launch(version, a, b, trans_a, trans_b, bias, relu):
-    m, n, k, count, out, a_off, b_off, bias_arr, dt = _prepare(a, b, trans_a, trans_b, bias)
-    has_bias = bias is not None
-    if version == 1:
-        kernel, threads, tile_m, tile_n = make_matmul_kernel1(trans_a, trans_b, has_bias, relu, dt), \
-            (V2_TILE, V2_TILE), V2_TILE, V2_TILE
-    elif version == 2:
-        kernel, threads, tile_m, tile_n = make_matmul_kernel2(V2_TILE, trans_a, trans_b, has_bias,
-                                                              relu, dt), \
-            (V2_TILE, V2_TILE), V2_TILE, V2_TILE
-    else:
-        make = make_matmul_kernel3 if version == 3 else make_matmul_kernel4
-        p = V3
-        kernel = make(p["BM"], p["BN"], p["BK"], p["TM"], p["TN"], trans_a, trans_b, has_bias,
-                      relu, dt)
-        threads, tile_m, tile_n = (p["BN"] // p["TN"], p["BM"] // p["TM"]), p["BM"], p["BN"]
+def _run(kernel, threads, tile_m, tile_n, prepared, a, b):
+    """Launch a v1-v4 kernel: a grid of (N / tile_n, M / tile_m, batches) blocks of ``threads``,
+    each block computing a tile_m x tile_n tile of C."""
+    m, n, k, count, out, a_off, b_off, bias_arr, _ = prepared
     if m and n and count:
         grid = (ceil_div(n, tile_n), ceil_div(m, tile_m), count)
         launch(kernel, grid, threads, flat(a), flat(b), bias_arr, out.reshape(-1),
@@ -321,19 +311,32 @@ def _launch(version, a, b, trans_a, trans_b, bias, relu):
 
 
 def matmul_v1(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
-    return _launch(1, a, b, trans_a, trans_b, bias, relu)
+    prepared = _prepare(a, b, trans_a, trans_b, bias)
+    kernel = make_matmul_kernel1(trans_a, trans_b, bias is not None, relu, prepared[-1])
+    return _run(kernel, (V2_TILE, V2_TILE), V2_TILE, V2_TILE, prepared, a, b)
 
 
 def matmul_v2(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
-    return _launch(2, a, b, trans_a, trans_b, bias, relu)
+    prepared = _prepare(a, b, trans_a, trans_b, bias)
+    kernel = make_matmul_kernel2(V2_TILE, trans_a, trans_b, bias is not None, relu, prepared[-1])
+    return _run(kernel, (V2_TILE, V2_TILE), V2_TILE, V2_TILE, prepared, a, b)
+
+
+def _run_v3(make, a, b, trans_a, trans_b, bias, relu):
+    """v3 and v4: BM x BN tiles, (BN / TN) x (BM / TM) threads of TM x TN outputs each."""
+    prepared, p = _prepare(a, b, trans_a, trans_b, bias), V3
+    kernel = make(p["BM"], p["BN"], p["BK"], p["TM"], p["TN"], trans_a, trans_b,
+                  bias is not None, relu, prepared[-1])
+    threads = (p["BN"] // p["TN"], p["BM"] // p["TM"])
+    return _run(kernel, threads, p["BM"], p["BN"], prepared, a, b)
 
 
 def matmul_v3(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
-    return _launch(3, a, b, trans_a, trans_b, bias, relu)
+    return _run_v3(make_matmul_kernel3, a, b, trans_a, trans_b, bias, relu)
 
 
 def matmul_v4(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
-    return _launch(4, a, b, trans_a, trans_b, bias, relu)
+    return _run_v3(make_matmul_kernel4, a, b, trans_a, trans_b, bias, relu)
 
 
 # ---------------------------------------------------------------- v5, v6 and split-K
@@ -518,13 +521,26 @@ VERSIONS = {"v1": matmul_v1, "v2": matmul_v2, "v3": matmul_v3, "v4": matmul_v4,
 KERNEL_FAMILIES = {"matmul": (VERSIONS, "auto")}
 
 
+# The compile check's list of the v1-v4 style kernels (operands, bias, C, batch offsets, m, n, k):
+# name -> (the factory at the GPU's tile sizes, taking trans_a, trans_b, has_bias, relu, dtype;
+# threads per block). A new kernel of that signature is checked once it has a line here.
+PTX_KERNELS = {
+    "matmul_kernel1": (make_matmul_kernel1, V2_GPU_TILE * V2_GPU_TILE),
+    "matmul_kernel2": (functools.partial(make_matmul_kernel2, V2_GPU_TILE),
+                       V2_GPU_TILE * V2_GPU_TILE),
+    "matmul_kernel3": (functools.partial(make_matmul_kernel3, *V3_GPU.values()),
+                       V3_GPU["BM"] * V3_GPU["BN"] // (V3_GPU["TM"] * V3_GPU["TN"])),
+    "matmul_kernel4": (functools.partial(make_matmul_kernel4, *V3_GPU.values()),
+                       V3_GPU["BM"] * V3_GPU["BN"] // (V3_GPU["TM"] * V3_GPU["TN"])),
+}
+
+
 def _ptx_signatures():
     """Every kernel the launchers make on a GPU, for the PTX compile check, and each one's threads
     per block: v1-v4 with each transposition and the bias-ReLU epilogue, in float32 and float64;
     v5 and v6 likewise on the vector path, and on the scalar path without the epilogue; auto's
     64x64 and 32x64 tiles in float32."""
     sigs, threads = [], {}
-    p = dict(BM=64, BN=64, BK=8, TM=4, TN=4)
 
     def add(name, kernel, sig, block):
         sigs.append((name, kernel, sig))
@@ -539,14 +555,8 @@ def _ptx_signatures():
                 for bias_relu in ((False, False), (True, True)):
                     tag = f"{dt}{'_tA' if ta else ''}{'_tB' if tb else ''}" \
                           f"{'_bias_relu' if bias_relu[0] else ''}"
-                    add(f"matmul_kernel1_{tag}", make_matmul_kernel1(ta, tb, *bias_relu, dt), sig,
-                        256)
-                    add(f"matmul_kernel2_{tag}", make_matmul_kernel2(16, ta, tb, *bias_relu, dt),
-                        sig, 256)
-                    add(f"matmul_kernel3_{tag}",
-                        make_matmul_kernel3(*p.values(), ta, tb, *bias_relu, dt), sig, 256)
-                    add(f"matmul_kernel4_{tag}",
-                        make_matmul_kernel4(*p.values(), ta, tb, *bias_relu, dt), sig, 256)
+                    for name, (make, block) in PTX_KERNELS.items():
+                        add(f"{name}_{tag}", make(ta, tb, *bias_relu, dt), sig, block)
                     for version in ("v5", "v6"):
                         c = tile_config(version, dt, simulator=False)
                         for vec in ((True, False) if not bias_relu[0] else (True,)):
