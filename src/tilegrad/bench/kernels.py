@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 
 from ..backends import numpy as npb
+from ..kernels import versions
 from . import formulas
 from .case import Case, Prepared
 from .harness import on_gpu
@@ -141,6 +142,15 @@ class _Ladder:
 
     def matmul(self, a, b, trans_a=False, trans_b=False, bias=None, relu=False):
         return self.fn(a, b, trans_a, trans_b, bias, relu)
+
+
+def _ladder_backend(device, module, version):
+    """``device.backend``, or for ``version`` that rung's launchers from the CUDA family module
+    ``module`` (softmax, reduce): objects with the backend's primitive names."""
+    if version is None:
+        return device.backend
+    import importlib
+    return importlib.import_module(f"..backends.cuda.{module}", __package__).VERSIONS[version]
 
 
 def _matmul_case(label, m, n, k, trans_b, version=None):
@@ -366,7 +376,9 @@ def _lstm_sequence_case(t, b, i, h):
 # ---------------------------------------------------------------- softmax cross-entropy
 
 
-def _ce_cases(n, c, label):
+def _ce_cases(n, c, label, version=None):
+    """Forward, backward, and both; ``version`` None: the backend's (the version in use), else
+    that rung of the CUDA softmax_cross_entropy ladder (device "cuda" only)."""
     shape = f"{n}x{c}"
     f_fwd, b_fwd = formulas.cross_entropy(n, c)
     f_bwd, b_bwd = formulas.cross_entropy(n, c, backward=True)
@@ -389,7 +401,7 @@ def _ce_cases(n, c, label):
         inp, logits, target, _ = inputs(name_fwd, device, torch)
         dl, dt = inp.dev(logits), inp.dev(target)
         tl, tt = inp.tt(logits), inp.tt(target)
-        be = device.backend
+        be = _ladder_backend(device, "softmax", version)
         # tilegrad: backend.cross_entropy_fwd -> per-row losses.
         # torch: F.cross_entropy(reduction="none") -> per-row losses (log_softmax + nll_loss).
         return _prepared(
@@ -402,7 +414,7 @@ def _ce_cases(n, c, label):
     def setup_bwd(device, torch):
         inp, logits, target, grad_loss = inputs(name_bwd, device, torch)
         dl, dt, dg = inp.dev(logits), inp.dev(target), inp.dev(grad_loss)
-        be = device.backend
+        be = _ladder_backend(device, "softmax", version)
         torch_fn = None
         if torch is not None:
             tl, tt, tg_ = inp.tt(logits), inp.tt(target), inp.tt(grad_loss)
@@ -429,7 +441,7 @@ def _ce_cases(n, c, label):
     def setup_both(device, torch):
         inp, logits, target, grad_loss = inputs(name_both, device, torch)
         dl, dt, dg = inp.dev(logits), inp.dev(target), inp.dev(grad_loss)
-        be = device.backend
+        be = _ladder_backend(device, "softmax", version)
         torch_fn = None
         if torch is not None:
             tl = inp.tt(logits).requires_grad_(True)
@@ -456,6 +468,28 @@ def _ce_cases(n, c, label):
             Case("cross_entropy", name_bwd, shape, f_bwd, b_bwd, "memory", setup_bwd),
             Case("cross_entropy", name_both, shape, f_fwd + f_bwd, b_fwd + b_bwd, "memory",
                  setup_both)]
+
+# ---------------------------------------------------------------- reduce (ladder only)
+
+
+def _sum_case(label, shape, axis, version):
+    """``sum`` over one axis with that rung of the CUDA reduce ladder (device "cuda" only)."""
+    rows, cols = shape
+    n_red, n_out = shape[axis], shape[1 - axis]
+    name = f"sum {rows}x{cols} over axis {axis} ({label})"
+
+    def setup(device, torch):
+        inp = _Inputs(name, device, torch)
+        x = inp.normal(rows, cols)
+        dx, tx = inp.dev(x), inp.tt(x)
+        be = _ladder_backend(device, "reduce", version)
+        # tilegrad: the rung's sum(x, (axis,), False); torch: x.sum(dim=axis).
+        return _prepared(device, torch, lambda: be.sum(dx, (axis,), False),
+                         lambda: tx.sum(dim=axis), lambda: npb.sum(_f64(x), (axis,), False),
+                         rtol=1e-4, atol=1e-4 * np.sqrt(n_red))
+
+    return Case("reduce", name, f"{rows}x{cols}", rows * cols, (rows * cols + n_out) * 4,
+                "memory", setup)
 
 # ---------------------------------------------------------------- max_pool2d
 
@@ -624,13 +658,13 @@ def _adam_case(vocab, emb, hidden):
 def cases(sizes="full", ladder=False):
     """Every kernel case at ``sizes`` ("full", "small" or "tiny"); nothing is allocated until a
     case's ``setup`` is called. ``ladder``: also each version of the CUDA matmul on the largest
-    square (for device "cuda"; the version in use is the plain row)."""
+    square, of softmax_cross_entropy (fwd+bwd) and of reduce (sum along and across rows) at the
+    LM loss's shape (for device "cuda"; the version in use is the plain row)."""
     if sizes not in _SIZES:
         raise ValueError(f"cases: sizes must be one of {', '.join(_SIZES)}, got {sizes!r}")
     s = _SIZES[sizes]
     out = [_matmul_case(*spec) for spec in s["matmul"]]
     if ladder:
-        from ..kernels import versions
         label, m, n, k, trans_b = s["matmul"][-1]
         out += [_matmul_case(f"{label}, matmul {v}", m, n, k, trans_b, version=v)
                 for v in versions()["matmul"][0]]
@@ -640,6 +674,12 @@ def cases(sizes="full", ladder=False):
     out += [_lstm_step_case(b, i, h), _lstm_sequence_case(t, b, i, h)]
     n, c = s["ce"]
     out += _ce_cases(n, c, "LM loss" if sizes != "tiny" else "tiny")
+    if ladder:      # fwd+bwd with each softmax version; sums along and across rows, each reduce
+        label = "LM loss" if sizes != "tiny" else "tiny"
+        out += [_ce_cases(n, c, f"{label}, softmax_cross_entropy {v}", version=v)[-1]
+                for v in versions()["softmax_cross_entropy"][0]]
+        out += [_sum_case(f"{label}, reduce {v}", (n, c), axis, v)
+                for axis in (1, 0) for v in versions()["reduce"][0]]
     for label, shape in s["acts"]:
         out += _pool_cases(label, shape)
     for label, shape in s["acts"]:

@@ -1,8 +1,9 @@
 """The CUDA backend as one module of primitives, under the NumPy backend's names.
 
-Every function here is a launcher from one of the kernel-family files. ``matmul`` and the three
-convolution passes run the version that ``tilegrad.kernels`` has chosen (each family's default
-unless told otherwise); a family's versions are declared in its own file.
+Every function here is a launcher from one of the kernel-family files. ``matmul``, the three
+convolution passes, log-softmax and cross-entropy (family "softmax_cross_entropy") and sum and
+amax (family "reduce") run the version that ``tilegrad.kernels`` has chosen (each family's
+default unless told otherwise); a family's versions are declared in its own file.
 """
 from tilegrad import kernels
 
@@ -18,11 +19,9 @@ from .optim import adam_step, sgd_step  # noqa: F401
 from .optim import adam_step_multi, sgd_step_multi  # noqa: F401
 from .pool import max_pool2d_bwd, max_pool2d_fwd  # noqa: F401
 from .random import dropout_bwd, dropout_fwd  # noqa: F401
-from .reduce import amax, argmax, sum  # noqa: F401
+from .reduce import argmax  # noqa: F401
 from .runtime import copy, empty, from_numpy, synchronize, to_numpy, zeros  # noqa: F401
 from .runtime import forbid_in_capture  # noqa: F401  (not a primitive: capture's guard)
-from .softmax import (cross_entropy_bwd, cross_entropy_fwd, log_softmax_bwd,  # noqa: F401
-                      log_softmax_fwd)
 
 name = "cuda"
 DTYPES = _layout.SUPPORTED_DTYPES     # the dtypes its kernels are compiled for
@@ -49,3 +48,34 @@ def conv2d_bwd_data(grad_out, w, x_shape, stride, padding):
 def conv2d_bwd_weight(grad_out, x, w_shape, stride, padding):
     """dL/dw of ``conv2d_fwd``, version in use."""
     return kernels.launcher("conv2d_bwd_weight")(grad_out, x, w_shape, stride, padding)
+
+
+def log_softmax_fwd(x):
+    """log(softmax(x)) over the last axis, version in use."""
+    return kernels.launcher("softmax_cross_entropy").log_softmax_fwd(x)
+
+
+def log_softmax_bwd(grad, y):
+    """dL/dx of ``log_softmax_fwd`` from its output ``y``, version in use."""
+    return kernels.launcher("softmax_cross_entropy").log_softmax_bwd(grad, y)
+
+
+def cross_entropy_fwd(logits, target, reduction="none"):
+    """Softmax cross-entropy of logits (N, C) against int64 targets, version in use."""
+    return kernels.launcher("softmax_cross_entropy").cross_entropy_fwd(logits, target, reduction)
+
+
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+    """dL/dlogits of ``cross_entropy_fwd``, version in use."""
+    return kernels.launcher("softmax_cross_entropy").cross_entropy_bwd(logits, target, grad_loss,
+                                                                       reduction)
+
+
+def sum(x, axes, keepdims):
+    """Sum over ``axes``, version in use."""
+    return kernels.launcher("reduce").sum(x, axes, keepdims)
+
+
+def amax(x, axes, keepdims):
+    """Maximum over ``axes`` (NaN propagates), version in use."""
+    return kernels.launcher("reduce").amax(x, axes, keepdims)

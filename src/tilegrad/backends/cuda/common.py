@@ -10,11 +10,23 @@ simulator so that the loops wrap. ``GPU_THREADS`` is the GPU's value, for the co
 
 Device functions (``cuda.jit(device=True)``) are compiled into each kernel that calls them; the
 compile check (``ptx.py``) builds them for its target compute capability without a GPU, and the
-simulator runs them as plain Python. The block reductions go through shared memory by a tree,
-with barriers, because the simulator has no warp shuffles; a shuffle version is a GPU-only rung.
+simulator runs them as plain Python. ``block_sum`` and ``block_max`` reduce over a block through
+shared memory by a tree, with barriers; ``warp.py`` holds the same two by warp shuffles.
+
+Row walks (``row_walk(version, block)``): how the versions of the row kernels (softmax.py) and of
+the reductions (reduce.py) spread their rows over threads, written once for both families. A row
+is whatever one result is reduced from (a softmax row, the elements summed into one output):
+
+- v1: one thread per row, a serial loop over the row's elements; no shared memory, no barrier;
+- v2: one block per row, thread ``t`` takes elements ``t, t+block, ...``, the block combines its
+  partial results by ``block_sum``/``block_max`` (the tree);
+- v3: as v2, combined by ``warp.block_sum``/``warp.block_max`` (shuffles, then one shared slot
+  per warp).
 
 ``ceil_div`` lives in ``runtime`` and is re-exported here.
 """
+import functools
+
 import numpy as np
 from numba import boolean, cuda, float32, float64, int64, uint32
 
@@ -153,7 +165,6 @@ def epilogue(has_bias, relu, zero):
     return finish
 
 
-
 @cuda.jit(device=True)
 def report_error(flag, code, value, bound):
     """Report bad input to the host: ``flag`` is ``runtime.expect_errors()`` (int64, 4 slots).
@@ -163,3 +174,86 @@ def report_error(flag, code, value, bound):
     if cuda.atomic.cas(flag, 0, 0, code) == 0:
         flag[1] = value
         flag[2] = bound
+
+# ---------------------------------------------------------------- row walks
+
+
+@cuda.jit(device=True)
+def keep(scratch, t, value):
+    """v1's "block reduction": the thread already holds its whole row."""
+    return value
+
+
+class RowWalk:
+    """How one version spreads rows over threads (see the module docstring). Device functions:
+    ``first_row()``, ``row_step()`` (the grid-stride loop over rows), ``first_col()`` (this
+    thread's first element of the row; 0 for the thread that writes the row's result), and
+    ``row_max(scratch, t, value)``, ``row_sum(...)`` (combine the row's partial results; every
+    thread of the block must call them). ``col_step``: the stride between a thread's elements;
+    ``scratch``: slots of the shared array the combining needs; ``threads`` per block;
+    ``grid(rows)`` blocks for ``rows`` rows."""
+
+    def __init__(self, version, block):
+        from . import warp      # here, not at the top: warp imports max_nan from this module
+        assert block > 0 and block & (block - 1) == 0, "block must be a power of two"
+        self.version, self.threads = version, block
+        if version == 1:
+            self.first_row, self.row_step, self.first_col = _thread_row, _thread_step, _zero
+            self.col_step, self.scratch = 1, 1
+            self.row_max = self.row_sum = keep
+        else:
+            assert version in (2, 3), f"row walks are v1, v2 or v3, not v{version}"
+            self.first_row, self.row_step, self.first_col = _block_row, _block_step, _lane
+            self.col_step = block
+            if version == 2:
+                self.scratch, self.row_max, self.row_sum = block, block_max, block_sum
+            else:
+                assert block % warp.WARP == 0, f"v3: block {block} is not whole warps"
+                self.scratch = block // warp.WARP
+                self.row_max, self.row_sum = warp.block_max, warp.block_sum
+
+    def grid(self, rows):
+        """Blocks for ``rows`` rows: v1 a thread each (a grid-stride loop past ``MAX_BLOCKS``),
+        v2 and v3 a block each (past ``MAX_ROW_BLOCKS``)."""
+        return grid_blocks(rows) if self.version == 1 else max(1, row_blocks(rows))
+
+    def device(self):
+        """(first_row, row_step, first_col, row_max, row_sum): bound to local names before a
+        kernel's definition, since a kernel cannot read attributes of a Python object."""
+        return self.first_row, self.row_step, self.first_col, self.row_max, self.row_sum
+
+
+@functools.lru_cache(maxsize=None)
+def row_walk(version, block):
+    """The ``RowWalk`` of ``version`` (1, 2 or 3) at ``block`` threads per block."""
+    return RowWalk(version, block)
+
+
+@cuda.jit(device=True)
+def _thread_row():
+    return cuda.grid(1)
+
+
+@cuda.jit(device=True)
+def _thread_step():
+    return cuda.gridsize(1)
+
+
+@cuda.jit(device=True)
+def _zero():
+    return 0
+
+
+@cuda.jit(device=True)
+def _block_row():
+    return cuda.blockIdx.x
+
+
+@cuda.jit(device=True)
+def _block_step():
+    return cuda.gridDim.x
+
+
+@cuda.jit(device=True)
+def _lane():
+    return cuda.threadIdx.x
