@@ -344,6 +344,9 @@ def compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm=None):
         row["error"] = "ptxas not found"
         return row
     stem = re.sub(r"[^A-Za-z0-9_]+", "_", f"{family}_{name}_{row['cc']}")
+    # Rows may share a name (one per dtype, say) and run at once in other processes: each
+    # compile writes its .ptx and .cubin in a folder of its own.
+    workdir = tempfile.mkdtemp(dir=workdir)
     try:
         rc, out, note = _assemble(ptxas, ptx, cc, workdir, stem)
     except (OSError, subprocess.SubprocessError) as e:
