@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEBIAN_DATA := dataset-fashion-mnist fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup ext sanitize data demo test bench gpu-check clean
+.PHONY: setup ext sanitize data demo test sdist-check bench gpu-check clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,27 @@ demo: setup data ext
 # subprocess of tests/test_cuda_ptx.py).
 test: setup data ext
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
+
+# The source distribution on its own, away from this checkout: build it, check that the wheel
+# built from it carries py.typed, unpack it into a temporary folder, install it there as `make
+# test` does (editable, into a fresh venv: the tests run helpers with PYTHONPATH=src and read the
+# kernels' sources), and run SDIST_TESTS from the unpacked folder. The temporary folder is removed
+# at the end. `make sdist-check SDIST_TESTS=tests` runs the whole suite so. Not part of `make test`.
+SDIST_TESTS ?= tests/test_packaging.py tests/test_ops.py tests/test_cpu_backend.py tests/test_functional.py
+sdist-check:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/tools"; "$$tmp/tools/bin/pip" install -q build; \
+	"$$tmp/tools/bin/python" -m build -q --sdist --outdir "$$tmp/dist" .; \
+	tar -xzf "$$tmp"/dist/tilegrad-*.tar.gz -C "$$tmp"; unpacked=$$(echo "$$tmp"/tilegrad-*/); \
+	echo "sdist: $$(ls "$$tmp"/dist), $$(find "$$unpacked" -type f | wc -l) files"; \
+	TILEGRAD_NO_EXTENSION=1 "$$tmp/tools/bin/python" -m build -q --wheel --outdir "$$tmp/dist" "$$unpacked"; \
+	"$$tmp/tools/bin/python" -m zipfile -l "$$tmp"/dist/*.whl | grep -q "tilegrad/py.typed" \
+	  || { echo "sdist-check: the wheel has no tilegrad/py.typed"; exit 1; }; \
+	cd "$$unpacked"; $(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q -e '.[dev,sim]'; \
+	"$$tmp/venv/bin/pip" install -q '$(TORCH)' || echo "warning: $(TORCH) did not install"; \
+	"$$tmp/venv/bin/tilegrad" --version; "$$tmp/venv/bin/tilegrad" info | grep "^  cpp: " || true; \
+	NUMBA_ENABLE_CUDASIM=1 "$$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider $(SDIST_TESTS)
 
 # Kernels and training steps against PyTorch (CPU by default: make bench DEVICE=cuda on a GPU).
 DEVICE ?= cpu

@@ -17,13 +17,21 @@ PyTorch:
 - **A graph is freed by its backward.** Unless ``retain_graph=True``, backward drops what each
   node saved; a second backward through a node that had saved something raises.
 """
+from __future__ import annotations
+
 import contextlib
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:   # tensor.py imports this module
+    from .tensor import Tensor
 
 _state = threading.local()
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
 
 
@@ -37,14 +45,14 @@ class _GradMode(contextlib.ContextDecorator):
 
     mode = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._before = []
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self._before.append(is_grad_enabled())
         _set_enabled(self.mode)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         _set_enabled(self._before.pop())
         return False
 
@@ -67,7 +75,7 @@ class set_grad_enabled(_GradMode):
         mode (bool): record graphs (True) or not (False).
     """
 
-    def __init__(self, mode):
+    def __init__(self, mode: bool) -> None:
         if not isinstance(mode, bool):
             raise TypeError(f"set_grad_enabled: mode must be a bool, got {type(mode).__name__}")
         super().__init__()
@@ -75,14 +83,14 @@ class set_grad_enabled(_GradMode):
         self._before.append(is_grad_enabled())   # the function form takes effect at once
         _set_enabled(mode)
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         _set_enabled(self.mode)   # already set by __init__ for ``with set_grad_enabled(m):``
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         _set_enabled(self._before.pop() if self._before else True)
         return False
 
-    def __call__(self, fn):   # as a decorator: undo the immediate effect, then wrap
+    def __call__(self, fn: _F) -> _F:   # as a decorator: undo the immediate effect, then wrap
         _set_enabled(self._before.pop())
 
         def wrapped(*args, **kwargs):
@@ -100,10 +108,10 @@ class Version:
     write, for the error that a changed saved tensor raises."""
     __slots__ = ("value", "last_op")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.value, self.last_op = 0, None
 
-    def bump(self, op):
+    def bump(self, op: str) -> None:
         self.value += 1
         self.last_op = op
 
@@ -127,7 +135,7 @@ class Function:
     copies_a_view = False
     created = 0   # how many nodes were made so far: each node's ``seq``
 
-    def __init__(self, backend, needs_input_grad):
+    def __init__(self, backend: Any, needs_input_grad: tuple[bool, ...]) -> None:
         self.seq = Function.created
         Function.created += 1
         self.backend = backend
@@ -137,17 +145,17 @@ class Function:
         self.saved_versions = ()   # (position in saved, Version, value when saved)
         self.freed = False
 
-    def save_for_backward(self, *values):
+    def save_for_backward(self, *values: Any) -> None:
         self.saved = values
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-    def backward(self, *grads):
+    def backward(self, *grads: Any) -> Any:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor | tuple[Tensor, ...]:
         from .tensor import Tensor
         tensors = [a for a in args if isinstance(a, Tensor)]
         dev = tensors[0].device
@@ -222,7 +230,7 @@ class Function:
         self.saved, self.saved_versions = (), ()
 
     @classmethod
-    def op_name(cls):
+    def op_name(cls) -> str:
         return getattr(cls, "name", cls.__name__.lower())
 
 
@@ -261,7 +269,7 @@ def _made_here(g, outs, in_grads):
     return sum(1 for h in in_grads if h is not None and _storage(h) is mine) == 1
 
 
-def backward(root, grad, retain_graph=False):
+def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (an array shaped like ``root``) back through the graph of ``root``,
     accumulating into the ``.grad`` of every leaf tensor that requires a gradient. Every node is
     checked first, so a refused backward changes no gradient."""

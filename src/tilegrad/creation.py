@@ -1,11 +1,16 @@
 """Making tensors: from data, filled, random, ranges (torch's factory functions)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from . import _checks as C
 from . import dtypes
 from .backends import get_device
 from .errors import ArgumentError
-from .tensor import Tensor, _shape_args, check_can_require_grad
+from .tensor import Tensor, _DeviceLike, _Number, _shape_args, _Size, check_can_require_grad
 
 def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     """The checked device and dtype of a new tensor, before anything is allocated."""
@@ -21,7 +26,8 @@ def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     return dev, dtype
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False):
+def tensor(data: Tensor | npt.ArrayLike, dtype: npt.DTypeLike | None = None,
+           device: _DeviceLike = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (a Tensor, NumPy array, list or number).
 
     Python floats become the default dtype (float32), Python ints int64, NumPy arrays keep theirs.
@@ -45,7 +51,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return t
 
 
-def from_numpy(a):
+def from_numpy(a: np.ndarray) -> Tensor:
     """A CPU tensor with a copy of the NumPy array ``a`` (its dtype kept)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"from_numpy: expects a numpy.ndarray, got {type(a).__name__}")
@@ -69,15 +75,19 @@ def _filled(value, shape, dtype, device, requires_grad, op):
     return t
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
+def zeros(*size: _Size, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+          requires_grad: bool = False) -> Tensor:
     return _filled(0, size, dtype, device, requires_grad, "zeros")
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
+def ones(*size: _Size, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+         requires_grad: bool = False) -> Tensor:
     return _filled(1, size, dtype, device, requires_grad, "ones")
 
 
-def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+def full(size: Sequence[int], fill_value: _Number | np.number | np.bool_,
+         dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+         requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value``; without ``dtype``, the value's (as
     PyTorch: a bool gives bool, an int int64, a float the default dtype)."""
     if dtype is None and isinstance(fill_value, (bool, np.bool_)):
@@ -87,11 +97,13 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _filled(fill_value, (tuple(size),), dtype, device, requires_grad, "full")
 
 
-def zeros_like(t, dtype=None, device=None, requires_grad=False):
+def zeros_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+               requires_grad: bool = False) -> Tensor:
     return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def ones_like(t, dtype=None, device=None, requires_grad=False):
+def ones_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+              requires_grad: bool = False) -> Tensor:
     return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
@@ -106,17 +118,21 @@ def _random(sample, size, dtype, device, requires_grad, op):
     return t
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
+def randn(*size: _Size, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+          requires_grad: bool = False) -> Tensor:
     """Samples of the standard normal distribution, from the generator ``manual_seed`` seeds."""
     return _random(lambda g, s: g.standard_normal(s), size, dtype, device, requires_grad, "randn")
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
+def rand(*size: _Size, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+         requires_grad: bool = False) -> Tensor:
     """Samples of the uniform distribution on [0, 1)."""
     return _random(lambda g, s: g.random(s), size, dtype, device, requires_grad, "rand")
 
 
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+def arange(start: float, end: float | None = None, step: float = 1,
+           dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+           requires_grad: bool = False) -> Tensor:
     """Values from ``start`` to ``end`` (excluded) by ``step``; int64 unless a number is a float."""
     if end is None:
         start, end = 0, start

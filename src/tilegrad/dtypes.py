@@ -1,5 +1,8 @@
 """The dtypes tilegrad supports, as NumPy dtypes under PyTorch's names."""
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -18,12 +21,12 @@ FLOATING = (float32, float64)
 _default = [float32]
 
 
-def get_default_dtype():
+def get_default_dtype() -> np.dtype:
     """The dtype of floating-point tensors and parameters made without an explicit dtype."""
     return _default[0]
 
 
-def set_default_dtype(dtype):
+def set_default_dtype(dtype: npt.DTypeLike) -> None:
     """Set the default floating-point dtype (float32 or float64), as torch.set_default_dtype."""
     dtype = as_dtype(dtype, "set_default_dtype")
     if dtype not in FLOATING:
@@ -31,7 +34,7 @@ def set_default_dtype(dtype):
     _default[0] = dtype
 
 
-def as_dtype(dtype, op):
+def as_dtype(dtype: npt.DTypeLike, op: str) -> np.dtype:
     """``dtype`` (a NumPy dtype, type or name) as a supported NumPy dtype, or a TypeError naming ``op``."""
     try:
         d = np.dtype(dtype)

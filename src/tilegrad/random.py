@@ -12,7 +12,13 @@ seed derived from ``s`` (the same on every device, so cpu and cuda draw the same
 offset 0. A device's state is made on its first dropout; reseeding writes into the existing
 arrays, so a graph captured before keeps drawing from the reseeded state.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+
+from .backends import Device
 
 _rng = [np.random.default_rng()]
 _counter_seed = [None]   # the seed of device states not made yet (None: not drawn yet)
@@ -32,7 +38,7 @@ def _default_seed():
     return _counter_seed[0]
 
 
-def manual_seed(seed):
+def manual_seed(seed: int) -> None:
     """Seed the global generators, so that what follows is reproducible."""
     seed = int(seed)
     _rng[0] = np.random.default_rng(seed)
@@ -42,11 +48,11 @@ def manual_seed(seed):
         _write(name, _counter_seed[0], 0)
 
 
-def generator():
+def generator() -> np.random.Generator:
     return _rng[0]
 
 
-def device_state(device):
+def device_state(device: Device) -> Any:
     """The counter generator's state on ``device`` (a backend array, made on first use): the
     dropout primitive reads and advances it."""
     state = _states.get(device.name)
@@ -64,7 +70,7 @@ def _write(name, seed, offset):
     be.copy_into(_states[name], be.from_numpy(np.array([seed, offset, 0], dtype=np.uint64)))
 
 
-def get_rng_state():
+def get_rng_state() -> dict[str, Any]:
     """The generators' state, a plain dict that ``tilegrad.save`` can store: ``"numpy"``, NumPy's
     generator state; ``"counter"``, the counter generators' ``"seed"`` and each device's
     ``[seed, offset]`` (read from the device)."""
@@ -77,7 +83,7 @@ def get_rng_state():
             "counter": {"seed": _default_seed(), "devices": devices}}
 
 
-def set_rng_state(state):
+def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what ``get_rng_state`` returned. A state saved before the counter generators
     existed (NumPy's state alone) restores NumPy's generator and leaves them as they are."""
     if "counter" not in state:

@@ -14,6 +14,8 @@ disk, then renames it over the target: a crash leaves the old file intact. ``loa
 whole file (archive, header, digest, structure) before it builds anything, and reports every
 malformed file as a ValueError naming it.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import math
@@ -24,6 +26,7 @@ import socket
 import stat
 import time
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -259,7 +262,7 @@ def _target(path):
     return target, stat.S_IMODE(st.st_mode) & 0o777
 
 
-def save(obj, path):
+def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write ``obj`` to ``path`` atomically: the old file stays whole until the new one is.
 
     A symlink is written through (its target is replaced); a path that exists but is not a
@@ -393,7 +396,7 @@ _READ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, Run
                 NotImplementedError)
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Any:
     """Read what ``save`` wrote; a file that is not a whole tilegrad checkpoint is a ValueError.
 
     Nothing is built before the whole file is checked. A missing file is a FileNotFoundError and

@@ -1,11 +1,17 @@
 """Tensor: an array on a device, with the graph that made it for reverse-mode autograd."""
+from __future__ import annotations
+
+import builtins
 import collections
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _checks as C
 from . import autograd, dtypes
-from .backends import get_device
+from .backends import Device, get_device
 from .errors import ArgumentError, DtypeError, ShapeError
 from .inplace import InplaceOps
 from .ops import elementwise as E
@@ -14,6 +20,13 @@ from .ops import shape as S
 
 _Scalar = (int, float, bool, np.integer, np.floating, np.bool_)
 MaxResult = collections.namedtuple("max", ["values", "indices"])
+
+# For annotations, here and in the modules that make tensors (inside Tensor, ``float`` names a
+# method, hence builtins.float there).
+_Number = int | float | bool
+_Dims = int | tuple[int, ...] | None         # a reduction's dims: None or () for all of them
+_DeviceLike = str | Device | None            # "cpu", "cuda", "cuda:0", a Device; None: default
+_Size = int | Sequence[int]                  # f(2, 3) and f((2, 3))
 
 
 def _shape_args(shape, op):
@@ -28,7 +41,7 @@ def _shape_args(shape, op):
 
 
 
-def check_can_require_grad(dtype):
+def check_can_require_grad(dtype: np.dtype) -> None:
     """Refuse gradients for a tensor of ``dtype`` unless it is floating-point."""
     if dtype not in dtypes.FLOATING:   # DtypeError: PyTorch raises RuntimeError
         raise DtypeError(f"requires_grad: only floating-point tensors can require gradients, "
@@ -44,7 +57,7 @@ class Tensor(InplaceOps):
 
     __array_priority__ = 1000   # so that ndarray + Tensor calls Tensor.__radd__
 
-    def __init__(self, data, device, requires_grad=False):
+    def __init__(self, data: Any, device: Device, requires_grad: bool = False) -> None:
         self.data = data
         self.device = device
         self.grad = None
@@ -74,11 +87,11 @@ class Tensor(InplaceOps):
 
     # ------------------------------------------------------------ attributes
     @property
-    def requires_grad(self):
+    def requires_grad(self) -> bool:
         return self._requires_grad
 
     @requires_grad.setter
-    def requires_grad(self, value):
+    def requires_grad(self, value: bool) -> None:
         if value:
             check_can_require_grad(self.dtype)
         if not value and self._ctx is not None:
@@ -86,36 +99,36 @@ class Tensor(InplaceOps):
                              "use .detach()")
         self._requires_grad = bool(value)
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         self.requires_grad = requires_grad
         return self
 
     @property
-    def is_leaf(self):
+    def is_leaf(self) -> bool:
         return self._ctx is None
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.data.dtype
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.data.shape)
 
-    def dim(self):
+    def dim(self) -> int:
         return self.ndim
 
-    def size(self, dim=None):
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         return self.shape if dim is None else self.shape[C.dim(dim, self.shape, "size", False)]
 
-    def numel(self):
+    def numel(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def __len__(self):
+    def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
@@ -125,16 +138,16 @@ class Tensor(InplaceOps):
         return self.device.backend
 
     # ------------------------------------------------------------ conversion
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """A NumPy copy of the values (on any device)."""
         self._host_read("Tensor.numpy")
         return self._be.to_numpy(self.data)
 
-    def tolist(self):
+    def tolist(self) -> list[Any] | _Number:
         self._host_read("Tensor.tolist")
         return self.numpy().tolist()
 
-    def item(self):
+    def item(self) -> _Number:
         if self.numel() != 1:
             raise ShapeError(f"item: only a tensor with one element can be converted to a "
                              f"Python number, this one has shape {self.shape}")
@@ -147,19 +160,20 @@ class Tensor(InplaceOps):
         if forbid is not None:
             forbid(f"{what}: reading a {self.device} tensor on the host")
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """The same values, cut from the graph. It shares the storage (and so the version
         counter): changing it in place changes ``self``."""
         out = Tensor(self.data, self.device, False)
         out._version_counter, out._base = self._version_counter, self._base
         return out
 
-    def clone(self):
+    def clone(self) -> Tensor:
         # A cast to its own dtype: an exact copy (``self + 0`` would turn -0.0 into 0.0) that
         # passes the gradient through.
         return S.Cast.apply(self, self.dtype)
 
-    def to(self, device=None, dtype=None):
+    def to(self, device: _DeviceLike | npt.DTypeLike = None,
+           dtype: npt.DTypeLike | None = None) -> Tensor:
         """A copy on ``device`` and/or with ``dtype``; ``self`` where nothing changes.
 
         ``t.to("cuda")``, ``t.to(tilegrad.float64)``. Moving between devices is differentiable.
@@ -180,19 +194,19 @@ class Tensor(InplaceOps):
                 out = S.ToDevice.apply(out, dev)
         return out
 
-    def cpu(self):
+    def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def float(self):
+    def float(self) -> Tensor:
         return self.to(dtype=dtypes.float32)
 
-    def double(self):
+    def double(self) -> Tensor:
         return self.to(dtype=dtypes.float64)
 
-    def long(self):
+    def long(self) -> Tensor:
         return self.to(dtype=dtypes.int64)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extra = ""
         if self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
@@ -206,7 +220,8 @@ class Tensor(InplaceOps):
         return f"tensor({body}{extra})"
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+    def backward(self, gradient: Tensor | npt.ArrayLike | None = None,
+                 retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires a gradient.
 
         Args:
@@ -278,35 +293,35 @@ class Tensor(InplaceOps):
             a, b = a._floating(), b._floating()
         return fn.apply(a, b)
 
-    def __add__(self, o):
+    def __add__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Add, o)
 
-    def __radd__(self, o):
+    def __radd__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Add, o)
 
-    def __sub__(self, o):
+    def __sub__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Sub, o)
 
-    def __rsub__(self, o):
+    def __rsub__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Sub, o, reverse=True)
 
-    def __mul__(self, o):
+    def __mul__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Mul, o)
 
-    def __rmul__(self, o):
+    def __rmul__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Mul, o)
 
-    def __truediv__(self, o):
+    def __truediv__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Div, o)
 
-    def __rtruediv__(self, o):
+    def __rtruediv__(self, o: Tensor | npt.ArrayLike) -> Tensor:
         return self._binary(E.Div, o, reverse=True)
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         C.not_bool("neg", self, "a bool tensor (use ~ or logical_not for a mask)")
         return E.Neg.apply(self)
 
-    def __pow__(self, p):
+    def __pow__(self, p: _Number | np.number | np.bool_) -> Tensor:
         if not isinstance(p, _Scalar):
             raise TypeError(f"pow: the exponent must be a Python number, got {type(p).__name__}")
         x = self.to(dtype=C.result_type_scalar(self.dtype, p))
@@ -317,7 +332,7 @@ class Tensor(InplaceOps):
                                 f"({self.dtype} tensor of shape {self.shape} ** {p})")
         return E.PowScalar.apply(x, C.scalar(p, x.dtype))
 
-    def __rpow__(self, s):
+    def __rpow__(self, s: _Number | np.number | np.bool_) -> Tensor:
         """``s ** self`` for a Python number ``s``, differentiable in the exponent."""
         if not isinstance(s, _Scalar):
             return NotImplemented
@@ -325,13 +340,13 @@ class Tensor(InplaceOps):
         C.not_bool("pow", x, "a bool base and a bool exponent")
         return E.RPowScalar.apply(x, C.scalar(s, x.dtype))
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: Tensor) -> Tensor:
         return matmul(self, other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: npt.ArrayLike) -> Tensor:
         return matmul(_as_tensor(other, self), self)
 
-    def maximum(self, other):
+    def maximum(self, other: Tensor | _Number | np.number) -> Tensor:
         """Elementwise maximum (NaN wins). Unlike ``torch.maximum`` it also takes a Python
         number (``clamp`` uses that)."""
         return self._binary(E.Maximum, other)
@@ -352,66 +367,68 @@ class Tensor(InplaceOps):
         a = self.data if self.dtype == dtype else self._be.astype(self.data, dtype)
         return Tensor(self._be.binary(op, a, b), self.device)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
         return self._compare("eq", other)
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
         return self._compare("ne", other)
 
-    def __gt__(self, other):
+    def __gt__(self, other: Tensor | _Number | np.number) -> Tensor:
         return self._compare("gt", other)
 
-    def __ge__(self, other):
+    def __ge__(self, other: Tensor | _Number | np.number) -> Tensor:
         return self._compare("ge", other)
 
-    def __lt__(self, other):
+    def __lt__(self, other: Tensor | _Number | np.number) -> Tensor:
         return self._compare("lt", other)
 
-    def __le__(self, other):
+    def __le__(self, other: Tensor | _Number | np.number) -> Tensor:
         return self._compare("le", other)
 
     __hash__ = object.__hash__
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         if self.numel() != 1:
             raise ShapeError(f"bool: the truth value of a tensor of shape {self.shape} is "
                              f"ambiguous; use .any() or .all() on its numpy()")
         return bool(self.item())
 
-    def __float__(self):
+    def __float__(self) -> builtins.float:
         return float(self.item())
 
-    def __int__(self):
+    def __int__(self) -> int:
         return int(self.item())
 
-    def exp(self):
+    def exp(self) -> Tensor:
         return E.Exp.apply(self._floating())
 
-    def log(self):
+    def log(self) -> Tensor:
         return E.Log.apply(self._floating())
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         return E.Tanh.apply(self._floating())
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         return E.Sigmoid.apply(self._floating())
 
-    def relu(self):
+    def relu(self) -> Tensor:
         C.not_bool("relu", self)
         return E.ReLU.apply(self)
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         return E.Sqrt.apply(self._floating())
 
     # ------------------------------------------------------------ reductions
     # ``dim`` (or NumPy's ``axis``): None or () for all dimensions, an int, or a tuple of them.
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def sum(self, dim: _Dims = None, keepdim: bool = False, *, axis: _Dims = None,
+            keepdims: bool | None = None) -> Tensor:
         """Integer and bool tensors sum in int64, as in PyTorch."""
         axes = C.dims(axis if dim is None else dim, self.shape, "sum")
         x = self if self.dtype in dtypes.FLOATING else self.to(dtype=dtypes.int64)
         return E.Sum.apply(x, axes, C.keepdim(keepdim, keepdims))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def mean(self, dim: _Dims = None, keepdim: bool = False, *, axis: _Dims = None,
+             keepdims: bool | None = None) -> Tensor:
         if self.dtype not in dtypes.FLOATING:
             raise DtypeError(f"mean: expects a floating-point tensor, got {self.dtype} of shape "
                              f"{self.shape}; convert it with .float()")
@@ -419,7 +436,8 @@ class Tensor(InplaceOps):
         count = int(np.prod([self.shape[a] for a in axes], dtype=np.int64))
         return self.sum(axes, C.keepdim(keepdim, keepdims)) / count
 
-    def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def amax(self, dim: _Dims = None, keepdim: bool = False, *, axis: _Dims = None,
+             keepdims: bool | None = None) -> Tensor:
         """The maximum over ``dim``; the gradient is shared equally among tied maxima."""
         return self._amax(axis if dim is None else dim, C.keepdim(keepdim, keepdims), "amax")
 
@@ -427,7 +445,8 @@ class Tensor(InplaceOps):
         axes = C.dims(dim, self.shape, op, nonempty=True)
         return E.Amax.apply(self, axes, keepdim, nans_share)
 
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def max(self, dim: _Dims = None, keepdim: bool = False, *, axis: _Dims = None,
+            keepdims: bool | None = None) -> Tensor | MaxResult:
         """``t.max()``: the largest element (the gradient shared among ties, as ``amax``).
         ``t.max(dim)``: ``(values, indices)`` along ``dim``, as in PyTorch: the gradient goes to
         the element ``indices`` names. A tuple of dims gives the values only, as ``amax`` (an
@@ -447,7 +466,7 @@ class Tensor(InplaceOps):
             values, indices = values.reshape(kept), indices.reshape(kept)
         return MaxResult(values, indices)
 
-    def argmax(self, dim=None, keepdim=False):
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         C.not_bool("argmax", self)
         if dim is None:
             C.nonempty_reduction(self.shape, (), False, "argmax", unnamed=IndexError)
@@ -465,7 +484,7 @@ class Tensor(InplaceOps):
         return Tensor(self._be.argmax(self.data, axis, keepdim), self.device)
 
     # ------------------------------------------------------------ shape
-    def reshape(self, *shape):
+    def reshape(self, *shape: _Size) -> Tensor:
         shape = _shape_args(shape, "reshape")
         known = int(np.prod([n for n in shape if n != -1], dtype=np.int64))
         if shape.count(-1) > 1 or any(n < -1 for n in shape) or \
@@ -479,7 +498,7 @@ class Tensor(InplaceOps):
 
     view = reshape
 
-    def flatten(self, start_dim=0, end_dim=-1):
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         s, e = C.dim(start_dim, self.shape, "flatten"), C.dim(end_dim, self.shape, "flatten")
         if s > e:
             raise ArgumentError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
@@ -489,11 +508,11 @@ class Tensor(InplaceOps):
         n = int(np.prod(self.shape[s:e + 1], dtype=np.int64))
         return self.reshape(self.shape[:s] + (n,) + self.shape[e + 1:])
 
-    def unsqueeze(self, dim):
+    def unsqueeze(self, dim: int) -> Tensor:
         d = C.new_dim(dim, self.shape, "unsqueeze")
         return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
 
-    def squeeze(self, dim=None):
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
         """Without ``dim``, every dimension of length 1 removed; else those of ``dim`` (an int or
         a tuple) that have length 1."""
         if dim is None:
@@ -508,13 +527,13 @@ class Tensor(InplaceOps):
         shape = tuple(n for k, n in enumerate(self.shape) if n != 1 or k not in axes)
         return self if shape == self.shape else self.reshape(shape)
 
-    def unbind(self, dim=0):
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         """The slices along ``dim``, as a tuple of tensors (one backward for all of them)."""
         axis = C.dim(dim, self.shape, "unbind", scalar_ok=False)
         out = S.Unbind.apply(self, axis)
         return out if isinstance(out, tuple) else (out,)
 
-    def permute(self, *dims):
+    def permute(self, *dims: _Size) -> Tensor:
         dims = _shape_args(dims, "permute")
         if len(dims) != self.ndim:
             raise ShapeError(f"permute: {dims} names {len(dims)} dimensions, a tensor of shape "
@@ -528,7 +547,7 @@ class Tensor(InplaceOps):
         axes = tuple(axes)
         return self if axes == tuple(range(self.ndim)) else S.Permute.apply(self, axes)
 
-    def transpose(self, dim0, dim1):
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
         a, b = C.dim(dim0, self.shape, "transpose"), C.dim(dim1, self.shape, "transpose")
         if self.ndim == 0:
             return self
@@ -536,16 +555,16 @@ class Tensor(InplaceOps):
         dims[a], dims[b] = dims[b], dims[a]
         return self.permute(*dims)
 
-    def t(self):
+    def t(self) -> Tensor:
         if self.ndim > 2:
             raise ShapeError(f"t: expects a tensor of at most 2 dimensions, got shape {self.shape}")
         return self.transpose(0, 1) if self.ndim == 2 else self
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
-    def expand(self, *shape):
+    def expand(self, *shape: _Size) -> Tensor:
         """A view of ``self`` broadcast to ``shape``; -1 keeps a dimension's length (not allowed
         for the new leading dimensions)."""
         asked = _shape_args(shape, "expand")
@@ -560,7 +579,7 @@ class Tensor(InplaceOps):
             raise ShapeError(f"expand: cannot expand shape {self.shape} to {asked}")
         return self if shape == self.shape else S.Expand.apply(self, shape)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Tensor:
         key = key if isinstance(key, tuple) else (key,)
         # Checked first on a stand-in of the same shape, with host stand-ins of index tensors (a
         # GPU array cannot index a NumPy one); the backend takes the key as it is.
@@ -606,7 +625,7 @@ def _arange_index(t, k):
     return Tensor(t._be.from_numpy(np.arange(t.shape[k], dtype=np.int64).reshape(shape)), t.device)
 
 
-def matmul(a, b):
+def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy's rules: 1-D operands are vectors, leading dimensions broadcast."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"matmul: expects two tensors, got {type(a).__name__} and {type(b).__name__}")
@@ -635,7 +654,7 @@ def matmul(a, b):
     return out
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate tensors of the same dtype and device along ``dim``."""
     tensors = C.tensor_list(tensors, "cat", Tensor)
     first = tensors[0]
@@ -650,7 +669,7 @@ def cat(tensors, dim=0):
     return S.Cat.apply(*tensors, axis=axis)
 
 
-def stack(tensors, dim=0):
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack tensors of one shape along a new dimension ``dim``."""
     tensors = C.tensor_list(tensors, "stack", Tensor)
     d = C.new_dim(dim, tensors[0].shape, "stack")

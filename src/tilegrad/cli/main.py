@@ -4,7 +4,7 @@ import math
 import os
 import sys
 
-from tilegrad import DeviceUnavailableError
+from tilegrad import DeviceUnavailableError, __version__
 from tilegrad.data import DataNotFoundError
 
 
@@ -91,6 +91,7 @@ def _train_parser(sub):
 def build_parser():
     parser = argparse.ArgumentParser(prog="tilegrad", description="tilegrad: train the reference "
                                      "models, sample text, list devices, run the demo.")
+    parser.add_argument("--version", action="version", version=f"tilegrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     g = sub.add_parser("generate", help="sample text from a trained language model")

@@ -92,13 +92,22 @@ def read_metrics(path):
     return records
 
 
+_SKIPPED_CURVES = set()   # the curves files already said to be skipped: one line per run
+
+
 def plot_curves(records, path, metric, title):
-    """Training loss against step, and the evaluation metric against step, side by side."""
+    """Training loss against step, and the evaluation metric against step, side by side.
+    Without matplotlib (an optional dependency) nothing is written, and the first skip of each
+    ``path`` says so and how to get the curves."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        if path not in _SKIPPED_CURVES:
+            _SKIPPED_CURVES.add(path)
+            print(f"note: {path} skipped: matplotlib is not installed (pip install "
+                  f"'tilegrad[cli]' for the curves)", file=sys.stderr, flush=True)
         return None
     steps = [r for r in records if r["kind"] == "step"]
     evals = [r for r in records if r["kind"] == "epoch"]

@@ -7,7 +7,10 @@ dimension out of range is an ``IndexError``; shapes, dtypes and values the op ca
 ``ShapeError``, ``DtypeError`` and ``ArgumentError``, which are ``RuntimeError`` as in PyTorch and
 ``ValueError``/``TypeError`` as tilegrad raised before.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,8 +21,10 @@ from ..errors import ArgumentError, DeviceMismatchError, DtypeError, IndexRangeE
 from ..tensor import Tensor
 from . import _args as A
 
+_IntPair = int | tuple[int, int]   # a window's size, stride or padding: n or (h, w)
 
-def linear(input, weight, bias=None):
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``y = x @ weight.T + bias`` over the last dimension of ``input``.
 
     Args:
@@ -61,7 +66,7 @@ def linear(input, weight, bias=None):
     return y + bias if bias is not None and not flat else y       # added to the output
 
 
-def relu(input):
+def relu(input: Tensor) -> Tensor:
     """``max(input, 0)`` elementwise; integer tensors too (not bool, as PyTorch)."""
     A.check_tensors("relu", input)
     if input.dtype == dtypes.bool_:
@@ -69,7 +74,8 @@ def relu(input):
     return input.relu()
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0):
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: _IntPair = 1,
+           padding: _IntPair = 0) -> Tensor:
     """2-D cross-correlation, as ``torch.nn.functional.conv2d`` (no dilation or groups, and
     ``padding`` a number, not 'same' or 'valid').
 
@@ -115,7 +121,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
     return N.Conv2d.apply(input, weight, bias, stride, padding)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
+def max_pool2d(input: Tensor, kernel_size: _IntPair, stride: _IntPair | None = None,
+               padding: _IntPair = 0) -> Tensor:
     """Maximum over each window, as ``torch.nn.functional.max_pool2d`` (no dilation, ceil_mode
     or return_indices).
 
@@ -155,7 +162,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0):
     return N.MaxPool2d.apply(input, kernel, stride, padding)
 
 
-def flatten(input, start_dim=1, end_dim=-1):
+def flatten(input: Tensor, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """Dimensions ``start_dim`` to ``end_dim`` (inclusive) merged into one, as ``torch.flatten``
     (whose default ``start_dim`` is 0; this one's is 1, as ``nn.Flatten``'s). A 0-d tensor
     becomes 1-D.
@@ -176,7 +183,7 @@ def flatten(input, start_dim=1, end_dim=-1):
     return input.reshape(input.shape[:s] + (merged,) + input.shape[e + 1:])
 
 
-def embedding(input, weight):
+def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of ``weight`` picked by the integers in ``input``.
 
     Args:
@@ -213,7 +220,8 @@ def embedding(input, weight):
     return N.Embedding.apply(weight, input.to(dtype=dtypes.int64))   # the kernels take int64
 
 
-def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_cell(input: Tensor, hx: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor,
+              b_ih: Tensor | None = None, b_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One LSTM step: ``gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh`` (gates i, f, g, o), then
     ``c' = f*c + i*g``, ``h' = o*tanh(c')``. Returns ``(h', c')``, as ``torch.lstm_cell``.
 
@@ -231,7 +239,7 @@ def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
     return lstm_cell_pointwise(gates, c)
 
 
-def lstm_cell_pointwise(gates, c):
+def lstm_cell_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """The cell's activations and state update from its pre-activation gates: ``i, f, o`` the
     sigmoids and ``g`` the tanh of the four column blocks of ``gates``, ``c' = f*c + i*g``,
     ``h' = o*tanh(c')``. Returns ``(h', c')``.
@@ -246,7 +254,7 @@ def lstm_cell_pointwise(gates, c):
     return N.LSTMCellPointwise.apply(gates, c)
 
 
-def log_softmax(input, dim=-1):
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     """``x - logsumexp(x)`` along ``dim``; as PyTorch, a 0-d tensor counts as one element (its
     result is 0) and an empty dimension gives an empty result.
 
@@ -265,7 +273,7 @@ def log_softmax(input, dim=-1):
     return N.LogSoftmax.apply(input.transpose(dim, -1)).transpose(dim, -1)
 
 
-def softmax(input, dim=-1):
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``: the exponential of ``log_softmax`` (same Args)."""
     return log_softmax(input, dim).exp()
 
@@ -273,7 +281,7 @@ def softmax(input, dim=-1):
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def cross_entropy(input, target, reduction="mean"):
+def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy between logits and class indices or class probabilities, as
     ``torch.nn.functional.cross_entropy`` (without weight, ignore_index or label_smoothing).
 
@@ -346,7 +354,7 @@ def _cross_entropy_probabilities(input, target, class_dim, reduction):
     return total / rows if rows else total * math.nan
 
 
-def dropout(input, p=0.5, training=True):
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p), when training.
 
     Args:

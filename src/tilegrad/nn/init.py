@@ -1,10 +1,13 @@
 """Parameter initialisation in place, as torch.nn.init, drawing from tilegrad's generator."""
+from __future__ import annotations
+
 import math
 
 import numpy as np
 
 from .. import random
 from ..autograd import no_grad
+from ..tensor import Tensor
 
 
 def _fill(tensor, values):
@@ -15,19 +18,19 @@ def _fill(tensor, values):
     return tensor
 
 
-def uniform_(tensor, a=0.0, b=1.0):
+def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     return _fill(tensor, random.generator().uniform(a, b, tensor.shape))
 
 
-def normal_(tensor, mean=0.0, std=1.0):
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     return _fill(tensor, random.generator().normal(mean, std, tensor.shape))
 
 
-def zeros_(tensor):
+def zeros_(tensor: Tensor) -> Tensor:
     return _fill(tensor, np.zeros(tensor.shape))
 
 
-def ones_(tensor):
+def ones_(tensor: Tensor) -> Tensor:
     return _fill(tensor, np.ones(tensor.shape))
 
 
@@ -38,7 +41,8 @@ def _calculate_fan_in_and_fan_out(tensor):
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
-def kaiming_uniform_(tensor, a=0.0, nonlinearity="leaky_relu"):
+def kaiming_uniform_(tensor: Tensor, a: float = 0.0,
+                     nonlinearity: str = "leaky_relu") -> Tensor:
     """U(-bound, bound) with ``bound = gain * sqrt(3 / fan_in)``; the gain of leaky_relu with
     slope ``a`` is ``sqrt(2 / (1 + a^2))``. With ``a = sqrt(5)`` (PyTorch's Linear and Conv
     default) the bound is ``1 / sqrt(fan_in)``."""

@@ -1,12 +1,20 @@
 """Layers with PyTorch's constructor arguments, parameter names, layouts and initialisation."""
+from __future__ import annotations
+
 import math
+from collections.abc import Iterator
+
+import numpy.typing as npt
 
 from ..creation import zeros
 from ..errors import ArgumentError
+from ..tensor import Tensor, _DeviceLike
 from . import _args as A
 from . import functional as F
 from . import init
 from .module import Module, Parameter
+
+_IntPair = int | tuple[int, int]   # a window's size, stride or padding: n or (h, w)
 
 
 def _param(shape, device, dtype):
@@ -53,7 +61,8 @@ class Linear(Module):
     (128, 30)
     """
 
-    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: _DeviceLike = None, dtype: npt.DTypeLike | None = None) -> None:
         super().__init__()
         in_features = _size(in_features, "in_features", "Linear")
         out_features = _size(out_features, "out_features", "Linear")
@@ -62,15 +71,15 @@ class Linear(Module):
         self.register_parameter("bias", _param((out_features,), device, dtype) if bias else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             _init_bias_from_fan_in(self.bias, self.in_features)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
@@ -82,8 +91,9 @@ class Conv2d(Module):
     Shape: (N, in, H, W) -> (N, out, Ho, Wo), ``Ho = (H + 2*padding - KH) // stride + 1``.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 device=None, dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair,
+                 stride: _IntPair = 1, padding: _IntPair = 0, bias: bool = True,
+                 device: _DeviceLike = None, dtype: npt.DTypeLike | None = None) -> None:
         super().__init__()
         self.in_channels = _size(in_channels, "in_channels", "Conv2d")
         self.out_channels = _size(out_channels, "out_channels", "Conv2d")
@@ -93,15 +103,15 @@ class Conv2d(Module):
         self.register_parameter("bias", _param((out_channels,), device, dtype) if bias else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             _init_bias_from_fan_in(self.bias, init._calculate_fan_in_and_fan_out(self.weight)[0])
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
@@ -115,39 +125,40 @@ class MaxPool2d(Module):
     padding (an int or a pair, from 0 to half the kernel). Kept as given (for the repr).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size: _IntPair, stride: _IntPair | None = None,
+                 padding: _IntPair = 0) -> None:
         super().__init__()
         kernel, _, pad = _window(kernel_size, stride, padding, "MaxPool2d")
         if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
             raise ArgumentError(f"MaxPool2d: padding {pad} must be at most half the kernel {kernel}")
         self.kernel_size, self.stride, self.padding = kernel_size, kernel_size if stride is None else stride, padding
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class ReLU(Module):
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.relu(input)
 
 
 class Flatten(Module):
     """``F.flatten(input, start_dim, end_dim)``: dimensions start_dim to end_dim (ints) merged."""
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
             if not A.is_int(d):
                 raise TypeError(f"Flatten: {name} must be an int, got {d!r}")
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.flatten(input, self.start_dim, self.end_dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
@@ -157,15 +168,15 @@ class Dropout(Module):
     Args: p, the probability of zeroing an element, in [0, 1] (NaN refused).
     """
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         A.check_probability(p, "Dropout")
         self.p = p
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
@@ -176,7 +187,8 @@ class Embedding(Module):
     Shape: integer indices (*) -> (*, embedding_dim).
     """
 
-    def __init__(self, num_embeddings, embedding_dim, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, device: _DeviceLike = None,
+                 dtype: npt.DTypeLike | None = None) -> None:
         super().__init__()
         num_embeddings = _size(num_embeddings, "num_embeddings", "Embedding")
         embedding_dim = _size(embedding_dim, "embedding_dim", "Embedding")
@@ -184,13 +196,13 @@ class Embedding(Module):
         self.weight = _param((num_embeddings, embedding_dim), device, dtype)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         init.normal_(self.weight)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         return F.embedding(input, self.weight)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
@@ -198,41 +210,41 @@ class CrossEntropyLoss(Module):
     """``F.cross_entropy``. Args: reduction, 'mean', 'sum' or 'none' (checked here, not in the
     first forward as PyTorch)."""
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in F._REDUCTIONS:
             raise ValueError(f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got "
                              f"{reduction!r}")
         self.reduction = reduction
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(input, target, self.reduction)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 
 
 class Sequential(Module):
     """Modules applied one after another; children are named "0", "1", ..."""
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Module) -> None:
         super().__init__()
         for k, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {k} is a {type(m).__name__}, not a Module")
             setattr(self, str(k), m)
 
-    def forward(self, input):
+    def forward(self, input: Tensor) -> Tensor:
         for m in self._modules.values():
             input = m(input)
         return input
 
-    def __getitem__(self, k):
+    def __getitem__(self, k: int | slice) -> Module:
         mods = list(self._modules.values())
         return Sequential(*mods[k]) if isinstance(k, slice) else mods[k]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())

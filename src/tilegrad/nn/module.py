@@ -1,22 +1,29 @@
 """Module and Parameter: the containers that layers and models are built from, as torch.nn."""
+from __future__ import annotations
+
 import collections
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import dtypes
 from ..autograd import no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, _DeviceLike
+
+_M = TypeVar("_M", bound="Module")   # methods that return the module return its own type
 
 
 class Parameter(Tensor):
     """A tensor that a Module registers as one of its parameters (requires grad by default)."""
 
-    def __init__(self, data, requires_grad=True):
+    def __init__(self, data: Tensor, requires_grad: bool = True) -> None:
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter: expects a Tensor, got {type(data).__name__}")
         super().__init__(data.data, data.device, requires_grad)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
 
@@ -30,12 +37,12 @@ class Module:
     that ``named_parameters`` and ``state_dict`` use PyTorch's dotted names ("0.weight").
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", collections.OrderedDict())
         object.__setattr__(self, "_modules", collections.OrderedDict())
         object.__setattr__(self, "training", True)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         """PyTorch's rules: a Parameter or Module value is registered under ``name`` (a
         re-assigned one keeps its place in the order); a name registered as a parameter takes
         only a Parameter or None, one registered as a module only a Module or None, so that a
@@ -63,12 +70,12 @@ class Module:
             modules[name] = None
         object.__setattr__(self, name, value)
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` (a Parameter, or None for an absent optional one) under ``name``."""
         if param is None:
             self._parameters[name] = None
@@ -76,14 +83,14 @@ class Module:
         else:
             setattr(self, name, param)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------ traversal
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         """(name, module) for each direct child, a module registered twice only once (as torch)."""
         seen = set()
         for name, m in self._modules.items():
@@ -91,10 +98,11 @@ class Module:
                 seen.add(id(m))
                 yield name, m
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix="", _seen=None):
+    def named_modules(self, prefix: str = "",
+                      _seen: set[int] | None = None) -> Iterator[tuple[str, Module]]:
         """(dotted name, module) for ``self`` and every descendant, each module once (as torch)."""
         seen = set() if _seen is None else _seen
         if id(self) in seen:
@@ -105,10 +113,10 @@ class Module:
             if m is not None:
                 yield from m.named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) for every parameter, each once, in registration order."""
         seen = set()
         for mod_name, m in self.named_modules(prefix):
@@ -118,7 +126,7 @@ class Module:
                 seen.add(id(p))
                 yield (f"{mod_name}.{name}" if mod_name else name), p
 
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters())
 
     def _parameter_slots(self, prefix=""):
@@ -131,27 +139,28 @@ class Module:
             if m is not None:
                 yield from m._parameter_slots(f"{prefix}{name}.")
 
-    def apply(self, fn):
+    def apply(self: _M, fn: Callable[[Module], object]) -> _M:
         for m in self.children():
             m.apply(fn)
         fn(self)
         return self
 
     # ------------------------------------------------------------ modes and devices
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
         for p in self.parameters():
             p._zero_grad(set_to_none)
 
-    def to(self, device=None, dtype=None):
+    def to(self: _M, device: _DeviceLike | npt.DTypeLike = None,
+           dtype: npt.DTypeLike | None = None) -> _M:
         """Move (and/or cast) every parameter in place; returns the module."""
         with no_grad():
             for m in self.modules():
@@ -164,18 +173,19 @@ class Module:
                         p.grad = None
         return self
 
-    def double(self):
+    def double(self: _M) -> _M:
         return self.to(dtype=dtypes.float64)
 
-    def float(self):
+    def float(self: _M) -> _M:
         return self.to(dtype=dtypes.float32)
 
     # ------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> collections.OrderedDict[str, np.ndarray]:
         """An ordered dict of NumPy copies of the parameters, under PyTorch's dotted names."""
         return collections.OrderedDict((k, p.numpy()) for k, p in self._parameter_slots())
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any],
+                        strict: bool = True) -> IncompatibleKeys:
         """Copy the arrays of ``state_dict`` into the parameters (values cast to each parameter's
         dtype). Every key and shape is checked before anything is written; with ``strict``,
         missing or unexpected keys are errors, else they are returned."""
@@ -207,10 +217,10 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ printing
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()
                  if m is not None]
         head = f"{type(self).__name__}({self.extra_repr()}"

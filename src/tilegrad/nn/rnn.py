@@ -1,13 +1,16 @@
 """LSTMCell and LSTM with PyTorch's parameter names and gate order (i, f, g, o)."""
+from __future__ import annotations
+
 import math
 import numbers
 
 import numpy as np
+import numpy.typing as npt
 
 from ..creation import zeros
 from ..errors import ShapeError
 from ..ops import rnn as R
-from ..tensor import stack
+from ..tensor import Tensor, _DeviceLike, stack
 from . import _args as A
 from . import functional as F
 from . import init
@@ -24,7 +27,8 @@ class LSTMCell(Module):
     Shape: input (B, input_size), h and c (B, hidden_size); hx defaults to zeros.
     """
 
-    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device: _DeviceLike = None, dtype: npt.DTypeLike | None = None) -> None:
         super().__init__()
         input_size = _size(input_size, "input_size", "LSTMCell")
         hidden_size = _size(hidden_size, "hidden_size", "LSTMCell")
@@ -36,18 +40,19 @@ class LSTMCell(Module):
         self.register_parameter("bias_hh", Parameter(zeros(g, device=device, dtype=dtype)) if bias else None)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         bound = 1 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
 
-    def forward(self, input, hx=None):
+    def forward(self, input: Tensor,
+                hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         if hx is None:
             h = zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
             hx = (h, h)
         return F.lstm_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 
@@ -67,8 +72,9 @@ class LSTM(Module):
     four after the loop (dx, dW_ih, dW_hh over all T*B rows, the bias gradients).
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, device=None, dtype=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, device: _DeviceLike = None,
+                 dtype: npt.DTypeLike | None = None) -> None:
         super().__init__()
         # As PyTorch's: sizes and num_layers must be integers of at least 1 (ValueError for 0,
         # unlike LSTMCell's), dropout a number in [0, 1] (ValueError for any other value).
@@ -90,7 +96,7 @@ class LSTM(Module):
                 setattr(self, f"bias_hh_l{k}", Parameter(zeros(g, device=device, dtype=dtype)))
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         bound = 1 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
@@ -99,7 +105,8 @@ class LSTM(Module):
         get = lambda n: getattr(self, f"{n}_l{k}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
-    def forward(self, input, hx=None):
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if input.ndim != 3 or input.shape[2] != self.input_size:
             raise ShapeError(f"LSTM: expects input of shape (T, B, {self.input_size})"
                              f"{' with batch_first (B, T, ...)' if self.batch_first else ''}, "
@@ -132,7 +139,7 @@ class LSTM(Module):
             return hx[0].squeeze(0), hx[1].squeeze(0)
         return hx[0][k], hx[1][k]
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
@@ -143,7 +150,9 @@ class LSTM(Module):
         return s + ("" if self.bias else ", bias=False")
 
 
-def lstm_layer(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
+def lstm_layer(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
+               b_hh: Tensor | None = None, h0: Tensor | None = None,
+               c0: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over a sequence (``ops.rnn.LSTMLayer``): returns ``(y, h_n, c_n)``.
 
     Args:

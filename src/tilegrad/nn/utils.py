@@ -1,5 +1,8 @@
 """Training utilities, as torch.nn.utils."""
+from __future__ import annotations
+
 import math
+from collections.abc import Iterable
 
 from ..autograd import no_grad
 from ..creation import tensor
@@ -7,7 +10,9 @@ from ..errors import DeviceMismatchError
 from ..tensor import Tensor
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
+                    norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                    foreach: bool | None = None) -> Tensor:
     """Scale all gradients in place so that their joint L2 norm is at most ``max_norm``.
 
     ``total = sqrt(sum_p ||p.grad||^2)``; every gradient is multiplied by

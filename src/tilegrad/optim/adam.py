@@ -1,4 +1,6 @@
 """Adam (Kingma and Ba), as torch.optim.Adam without amsgrad."""
+from __future__ import annotations
+
 import math
 import numbers
 
@@ -7,7 +9,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..creation import tensor, zeros, zeros_like
 from ..dtypes import float32
-from .optimizer import Optimizer, check_hyperparameter
+from .optimizer import Optimizer, _Params, check_hyperparameter
 
 
 class Adam(Optimizer):
@@ -22,7 +24,9 @@ class Adam(Optimizer):
     float or a 0-d array (older tilegrad files, PyTorch's).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+    def __init__(self, params: _Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0) -> None:
         betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
@@ -55,7 +59,7 @@ class Adam(Optimizer):
                              f"steps (at least 0), got {value!r}")
         return tensor(np.array(value, dtype=np.float32), device=p.device)
 
-    def step(self):
+    def step(self) -> None:
         self._check_grads()
         with no_grad():
             for _, g, device, _, params, lr in self._plan():

@@ -1,5 +1,9 @@
 """Learning-rate schedules."""
+from __future__ import annotations
+
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +30,8 @@ class StepLR:
         last_epoch: the epoch done, an int >= -1 (-1: none; the constructor steps to 0).
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"StepLR: {type(optimizer).__name__} is not an Optimizer")
         self._check(step_size, gamma, last_epoch)
@@ -46,10 +51,10 @@ class StepLR:
         check_hyperparameter(gamma, "gamma", lambda v: 0.0 <= v < math.inf)
         _check_int(last_epoch, "last_epoch", lambda v: v >= -1)
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         return list(self._last_lr)
 
-    def step(self):
+    def step(self) -> None:
         """Go to the next epoch and set each group's learning rate, on the device at once (so
         that a replayed CUDA graph uses it). While a graph is captured a change raises
         CaptureError and nothing changes."""
@@ -67,11 +72,11 @@ class StepLR:
             raise
         self._last_lr = [g["lr"] for g in groups]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"step_size": self.step_size, "gamma": self.gamma, "base_lrs": list(self.base_lrs),
                 "last_epoch": self.last_epoch, "_last_lr": list(self._last_lr)}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the schedule; its values are checked as the constructor's, and the learning
         rates as the optimizers', before anything changes."""
         self._check(state_dict["step_size"], state_dict["gamma"], state_dict["last_epoch"])

@@ -9,22 +9,30 @@ the update kernels increment. Writing a changed learning rate or making a parame
 before anything changed. Options other than ``lr`` (momentum, betas...) are passed at each
 launch: a replayed graph keeps the values they had when it was captured.
 """
+from __future__ import annotations
+
 import copy
 import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
+from ..backends import Device
 from ..tensor import Tensor
 
+# What an optimizer takes: parameters, or parameter groups (dicts with "params" and options).
+_Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
-def forbid_in_capture(device, what):
+
+def forbid_in_capture(device: Device, what: str) -> None:
     """Raise CaptureError naming ``what`` if ``device`` is capturing a CUDA graph."""
     forbid = getattr(device.backend, "forbid_in_capture", None)
     if forbid is not None:
         forbid(what)
 
 
-def check_hyperparameter(value, what, valid):
+def check_hyperparameter(value: object, what: str, valid: Callable[[Any], bool]) -> None:
     """The hyperparameter ``value`` is a real number (TypeError otherwise) for which ``valid``
     holds (ValueError "Invalid <what>: <value>", PyTorch's message, otherwise). ``valid`` says
     what is allowed, ``lambda v: 0.0 <= v``, so that NaN, for which every comparison is false,
@@ -39,7 +47,7 @@ class Optimizer:
     """Base class. ``param_groups`` is a list of dicts, each with ``params`` and the options;
     ``state`` maps a parameter to a dict of its buffers (device arrays) and counters."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: _Params, defaults: dict[str, Any]) -> None:
         self._check_options(defaults)
         self.defaults = defaults
         if isinstance(params, (Tensor, set, frozenset)):
@@ -55,7 +63,7 @@ class Optimizer:
         for g in groups:
             self.add_param_group(g)
 
-    def add_param_group(self, group):
+    def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a dict with ``params`` (a tensor or an ordered iterable of them) and options; the
         options it lacks come from ``defaults``. Everything is checked before it is added."""
         if not isinstance(group, dict):
@@ -86,7 +94,7 @@ class Optimizer:
         """Check one group's hyperparameters (``defaults``, a group, or a loaded state dict's
         group): TypeError or ValueError, as the subclass's constructor. Nothing to check here."""
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient, or with ``set_to_none=False`` fill the existing ones
         with zeros in place: one ``fill_multi`` per device (one launch on "cuda" for up to 64
         gradients of a dtype). A gradient that records a graph (``create_graph``) or is not
@@ -109,7 +117,7 @@ class Optimizer:
             for g in grads:
                 g._version_counter.bump("zero_grad")
 
-    def step(self):
+    def step(self) -> None:
         raise NotImplementedError
 
     def _params(self):
@@ -187,7 +195,7 @@ class Optimizer:
     def _loaded_state(self):
         """Called once ``self.state`` holds a loaded state (for state kept beside it)."""
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{'state': {index: {name: value}}, 'param_groups': [...]}`` as torch: parameters are
         numbered in group order, tensors (buffers, Adam's 0-d float32 ``step``) are NumPy
         copies."""
@@ -203,7 +211,7 @@ class Optimizer:
             groups.append(d)
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore options and buffers. Everything is checked before anything changes: the group
         sizes, the options' types and values (as the constructor checks them) and the buffers'
         shapes."""

@@ -1,4 +1,6 @@
 """Stochastic gradient descent, with momentum, dampening, weight decay and Nesterov, as torch."""
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -6,7 +8,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..creation import ones, zeros, zeros_like
 from ..dtypes import float32
-from .optimizer import Optimizer, check_hyperparameter
+from .optimizer import Optimizer, _Params, check_hyperparameter
 
 
 class SGD(Optimizer):
@@ -20,7 +22,8 @@ class SGD(Optimizer):
     becomes 1, so a replayed CUDA graph needs no host flag for the first step.
     """
 
-    def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
+    def __init__(self, params: _Params, lr: float, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
         self._counts = {}      # param -> 0-d float32 tensor: the steps its momentum buffer took
@@ -52,7 +55,7 @@ class SGD(Optimizer):
     def _loaded_state(self):
         self._counts = {}
 
-    def step(self):
+    def step(self) -> None:
         self._check_grads()
         with no_grad():
             for _, g, device, _, params, lr in self._plan():
