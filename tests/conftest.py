@@ -30,6 +30,7 @@ def disabled_cuda(monkeypatch):
     """Device "cuda" as a machine without a GPU has it: disabled, with its reason (a stand-in,
     so that the unavailable-device paths are tested where cuda runs in the simulator too)."""
     from tilegrad import backends
+    backends.device("cuda")    # set up first, so that undoing the patch puts the real one back
     cuda = tg.Device("cuda", None, "its driver is not installed (a test's stand-in)")
     monkeypatch.setitem(backends._registry(), "cuda", cuda)
     return cuda

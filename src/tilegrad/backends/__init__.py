@@ -6,6 +6,7 @@ disabled one whose ``reason`` says why, so that asking for it gives a clear erro
 ``tilegrad.devices()`` can list it.
 """
 import importlib
+import threading
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -65,33 +66,57 @@ def _cuda_device():
     return Device("cuda", module, err)
 
 
+def _cpu_device():
+    # The C++ kernels where the extension is built, else the NumPy backend (backends/cpu).
+    from tilegrad.backends import cpu
+    return Device("cpu", cpu.initial_backend())
+
+
+# Every device tilegrad knows, in the order ``devices()`` lists them, with what sets it up. A
+# device is set up the first time it is asked for, so that work on "cpu" never imports Numba or
+# CuPy (about a second and a few hundred modules): "cuda" is built by the first
+# ``device("cuda")``, ``.to("cuda")``, ``devices()`` or ``tilegrad.cuda`` call that needs it.
+_FACTORIES = {"cpu": _cpu_device, "cuda": _cuda_device}
 _DEVICES = {}
+_SETUP = threading.RLock()      # two threads asking at once set a device up once
 _DEFAULT = {"name": "cpu"}
 
 
 def _registry():
-    if not _DEVICES:
-        # The C++ kernels where the extension is built, else the NumPy backend (backends/cpu).
-        from tilegrad.backends import cpu
-        _DEVICES["cpu"] = Device("cpu", cpu.initial_backend())
-        _DEVICES["cuda"] = _cuda_device()
+    """The devices set up so far, by name ("cpu" always; the others once asked for). A test may
+    put a device into it, a stand-in for "cuda" (``tests/conftest.py``'s ``disabled_cuda``) or
+    one of its own."""
+    if "cpu" not in _DEVICES:
+        _lookup("cpu")
     return _DEVICES
+
+
+def _lookup(name):
+    """The Device named ``name`` (one set up already, or a key of ``_FACTORIES``), set up on
+    first use."""
+    dev = _DEVICES.get(name)
+    if dev is None:
+        with _SETUP:
+            dev = _DEVICES.get(name)
+            if dev is None:
+                dev = _DEVICES[name] = _FACTORIES[name]()
+    return dev
 
 
 def get_device(spec=None):
     """The Device for ``spec``: a Device, a name ("cpu", "cuda", "cuda:0"), or None for the
     default device ("cpu" unless ``set_default_device`` said otherwise)."""
     if spec is None:
-        return _registry()[_DEFAULT["name"]]
+        return _lookup(_DEFAULT["name"])
     if isinstance(spec, Device):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"device: expected a string or tilegrad.device, got {type(spec).__name__}")
     name = spec.split(":")[0]
-    devices = _registry()
-    if name not in devices:
-        raise ValueError(f"device: unknown device '{spec}'; known: {', '.join(devices)}")
-    return devices[name]
+    if name not in _DEVICES and name not in _FACTORIES:
+        known = ", ".join({**_FACTORIES, **_DEVICES})
+        raise ValueError(f"device: unknown device '{spec}'; known: {known}")
+    return _lookup(name)
 
 
 def device(spec):
@@ -113,5 +138,6 @@ def get_default_device():
 
 
 def devices():
-    """Every device tilegrad knows, available or not."""
-    return list(_registry().values())
+    """Every device tilegrad knows, available or not (setting up any not set up yet)."""
+    return [_lookup(name) for name in _FACTORIES] + \
+        [dev for name, dev in _DEVICES.items() if name not in _FACTORIES]

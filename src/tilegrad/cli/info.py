@@ -48,6 +48,9 @@ def info():
     for d in tg.devices():
         state = f"available, backend {d.backend.name}" if d.available else f"unavailable: {d.reason}"
         lines.append(f"  {d.name:5s} {state}")
+    from tilegrad.backends.cuda import _numba_compat     # imports nothing but NumPy
+    lines += ["", "numba-cuda workarounds (backends/cuda/_numba_compat.py):"]
+    lines += _numba_compat.describe()
     from tilegrad.backends import cpu
     lines += ["", "cpu backend:"] + cpu.describe()
     lines += ["", "kernels (tilegrad.kernels.use, or TILEGRAD_KERNELS=family=version,...):"]

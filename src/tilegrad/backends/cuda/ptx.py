@@ -24,7 +24,6 @@ Importing this module needs neither Numba nor ptxas (the parser is tested on its
 imported by ``compile_all``.
 """
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -295,46 +294,16 @@ def _assemble(ptxas, ptx, cc, workdir, stem):
     return proc.returncode, out, note
 
 
-class _TargetDevice:
-    """Stands in for the current device while compiling: only its compute capability is read."""
-
-    def __init__(self, cc):
-        self.compute_capability = tuple(cc)
-
-
-@contextlib.contextmanager
-def _target_cc(cc):
-    """Compile device functions for ``cc`` without a driver.
-
-    numba-cuda 0.30's ``compile_ptx`` takes ``cc`` for the kernel, but a ``cuda.jit(device=True)``
-    function the kernel calls is compiled by its dispatcher for ``get_current_device()``, which
-    needs a CUDA driver (CudaSupportError "CUDA driver library cannot be found" on a machine
-    without one) and, with one, would use the present GPU's cc rather than the target's. While
-    compiling, the dispatcher module's ``get_current_device`` answers with ``cc``. A device
-    function's typed IR is cached on its dispatcher after its first compile, so the second target
-    links the first one's IR (NVVM still generates code for the kernel's own target; Numba lowers
-    nothing differently between sm_80 and sm_90).
-    """
-    from numba.cuda import dispatcher
-    original = getattr(dispatcher, "get_current_device", None)
-    if original is None:    # another numba-cuda layout: nothing to stand in for
-        yield
-        return
-    dispatcher.get_current_device = lambda: _TargetDevice(cc)
-    try:
-        yield
-    finally:
-        dispatcher.get_current_device = original
-
-
 def compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm=None):
     """One row: compile ``kernel`` for ``sig`` and ``cc``, assemble it, read ptxas -v; for sm_90
     with ``nvdisasm``, also ``row["sass"]``: ``sass.analyze`` of the cubin ptxas wrote."""
     from numba import cuda
+
+    from ._numba_compat import target_cc
     row = _row(family, name, cc, sig)
     pyfunc = getattr(kernel, "py_func", kernel)
     try:
-        with _target_cc(cc):
+        with target_cc(cc):
             ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=cc, **_compile_options(kernel))
     except Exception as e:      # a typing or lowering error is the result, not a crash
         row["error"] = f"compile_ptx: {_one_line(e)}"

@@ -9,63 +9,12 @@ thread: slow, so the simulator tests use tiny shapes and the launchers small til
 CuPy provides memory, streams and copies only. No CuPy math (ufuncs, reductions, cuBLAS, cuDNN)
 may appear in this backend; ``tests/test_cuda_source.py`` reads the sources and fails on any.
 """
-import sys
-import threading
-
 import numpy as np
 from numba import config, cuda
 
+from . import _numba_compat
+
 SIMULATOR = bool(config.ENABLE_CUDASIM)
-
-
-def _aligned_empty(shape, dtype, alignment):
-    """``np.empty(shape, dtype)`` whose data starts at a multiple of ``alignment`` bytes."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(count * dtype.itemsize + alignment, np.uint8)
-    start = -raw.__array_interface__["data"][0] % alignment
-    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
-
-
-def _tune_simulator():
-    """Two fixes for Numba's simulator, which runs each CUDA thread as a Python thread.
-
-    - Its scheduler polls the threads holding the GIL, so Python's default 5 ms switch interval
-      dominates every barrier: 0.1 ms makes simulated kernels about three times faster.
-    - ``cuda.shared.array`` there looks up a block's array by the caller's line and creates it if
-      missing, without a lock: two threads can each create one and then never see each other's
-      writes (seen as wrong conv2d gradients once thread switches became frequent). The lookup is
-      replaced by the same one under a lock, keyed by the caller's file and line as before.
-      It also refuses ``alignment=`` (which the GPU kernels use to get 128-bit shared loads);
-      here the array is simply allocated with that alignment.
-    """
-    sys.setswitchinterval(1e-4)
-    try:
-        from numba.cuda import types as nb_types
-        from numba.cuda.np import numpy_support
-        from numba.cuda.simulator.kernelapi import FakeCUDAShared
-    except ImportError:   # pragma: no cover - another numba-cuda layout: leave it as it is
-        return
-    original, lock = FakeCUDAShared.array, threading.Lock()
-
-    def array(self, shape, dtype, alignment=None):
-        if shape == 0:                            # dynamic shared memory: unchanged
-            return original(self, shape, dtype)
-        caller = sys._getframe(1)
-        key = (caller.f_code.co_filename, caller.f_lineno)
-        with lock:
-            res = self._allocations.get(key)
-            if res is None:
-                if isinstance(dtype, nb_types.Type):
-                    dtype = numpy_support.as_dtype(dtype)
-                res = self._allocations[key] = _aligned_empty(shape, dtype, alignment or 1)
-        return res
-
-    FakeCUDAShared.array = array
-
-
-if SIMULATOR:
-    _tune_simulator()
 
 xp = None
 if not SIMULATOR:
@@ -74,52 +23,9 @@ if not SIMULATOR:
     except ImportError:
         pass
 
-
-def _no_interface_sync():
-    """Numba synchronises on the stream a CuPy array names in ``__cuda_array_interface__`` each
-    time the array is passed to a kernel: a host wait per argument per launch. Every kernel here
-    launches on CuPy's current stream, the one the arrays were made on, so stream order already
-    holds and the wait is turned off (the config object moved between numba and numba-cuda)."""
-    try:
-        from numba.cuda.core import config as cuda_config
-    except ImportError:   # pragma: no cover - older numba-cuda
-        cuda_config = config
-    cuda_config.CUDA_ARRAY_INTERFACE_SYNC = False
-
-
-def _numpy_compat(tries=30):
-    """numba-cuda 0.30 registers overloads for NumPy functions by name when it first compiles,
-    among them ``np.row_stack``, which NumPy 2.5 removed (``np.vstack`` under another name): on
-    NumPy 2.5 every first kernel compile then fails with AttributeError. The alias is put back,
-    and a one-line function is compiled here so that all of numba-cuda's registries load now; any
-    other function NumPy has removed gets a stand-in that raises if called (no kernel here calls
-    one)."""
-    import re
-    if not hasattr(np, "row_stack"):
-        np.row_stack = np.vstack
-
-    def probe(x):
-        x[0] = 0.0
-
-    for _ in range(tries):
-        try:
-            cuda.compile_ptx(probe, "void(float32[::1])", cc=(8, 0))
-            return
-        except AttributeError as e:
-            missing = re.match(r"module 'numpy' has no attribute '(\w+)'", str(e))
-            if not missing:
-                return        # not this problem: the first real compile reports it in full
-
-            def removed(*args, _name=missing.group(1), **kwargs):
-                raise AttributeError(f"numpy.{_name} was removed from NumPy {np.__version__}")
-            setattr(np, missing.group(1), removed)
-        except Exception:   # noqa: BLE001 - no compiler here (NVVM missing): nothing to load
-            return
-
-
-if not SIMULATOR and xp is not None:
-    _no_interface_sync()
-    _numpy_compat()
+# What numba-cuda, its simulator or NumPy need worked around here (each fix, its versions and
+# whether it applies: _numba_compat.py), decided once, as device "cuda" is set up.
+_numba_compat.apply(simulator=SIMULATOR, gpu=xp is not None)
 
 
 def available():
@@ -208,8 +114,6 @@ def count_only(on=True):
 
 
 def _launch(kernel, grid, block, *args):
-    if _DRY[0]:
-        return
     """``kernel[grid, block, stream()](*args)``, with less host time on a GPU.
 
     Numba's own launch types every argument and converts each CuPy array through
@@ -218,9 +122,11 @@ def _launch(kernel, grid, block, *args):
     launch of each kernel with each kind of arguments goes through Numba (which compiles it);
     later ones flatten the arguments as Numba's kernel ABI lays them out (per array: meminfo,
     parent, size, itemsize, data, shape..., strides...) and launch the same compiled function
-    through ``cuda.core``, about 6 us. In the simulator, or where numba-cuda's internals differ,
-    every launch is Numba's own.
+    through ``cuda.core``, about 6 us. In the simulator, or where numba-cuda's internals differ
+    (``_numba_compat.fast_launch`` is off), every launch is Numba's own.
     """
+    if _DRY[0]:
+        return
     if SIMULATOR:
         kernel[grid, block, 0](*args)
         return
@@ -228,7 +134,7 @@ def _launch(kernel, grid, block, *args):
     fast = _FAST.get(key)
     if fast is None:
         kernel[grid, block, stream()](*args)
-        _FAST[key] = _fast_path(kernel, args) or False
+        _FAST[key] = _numba_compat.fast_launcher(kernel, args) or False
         return
     if fast is False:
         kernel[grid, block, stream()](*args)
@@ -243,7 +149,7 @@ def _launch(kernel, grid, block, *args):
                 params += (0, 0, m.size, m.itemsize, m.data.ptr, *m.shape, *m.strides)
         else:
             params.append(pack(a))
-    _core_launch(_core_stream(), _config(grid, block), function, *params)
+    _numba_compat.CORE["launch"](_core_stream(), _config(grid, block), function, *params)
 
 
 _FAST = {}
@@ -267,62 +173,21 @@ def _dims(d):
 def _config(grid, block):
     cfg = _CONFIGS.get((grid, block))
     if cfg is None:
-        cfg = _CONFIGS[(grid, block)] = _LaunchConfig(grid=_dims(grid), block=_dims(block),
-                                                      shmem_size=0)
+        cfg = _CONFIGS[(grid, block)] = _numba_compat.CORE["LaunchConfig"](
+            grid=_dims(grid), block=_dims(block), shmem_size=0)
     return cfg
-
-
-def _fast_path(kernel, args):
-    """(the compiled function, one packer per argument: None for arrays), or None."""
-    if _core_launch is None:
-        return None
-    try:
-        import ctypes
-
-        from numba.core import types as nb_types
-        from numba.cuda.typing.typeof import Purpose, typeof
-        argtypes = tuple(typeof(a, Purpose.argument) for a in args)
-        compiled = kernel.overloads.get(argtypes)
-        if compiled is None or getattr(compiled, "debug", False):
-            return None
-        packers = []
-        for t in argtypes:
-            if isinstance(t, nb_types.Array):
-                packers.append(None)
-            elif isinstance(t, nb_types.UniTuple) and isinstance(t.dtype, nb_types.Array):
-                packers.append(tuple)      # Numba flattens a tuple argument member by member
-            elif isinstance(t, nb_types.Integer):
-                packers.append(getattr(ctypes, f"c_{t}"))
-            elif t == nb_types.float64:
-                packers.append(ctypes.c_double)
-            elif t == nb_types.float32:
-                packers.append(ctypes.c_float)
-            elif t == nb_types.boolean:
-                packers.append(bool)
-            else:
-                return None
-        return compiled._codelibrary.get_cufunc().kernel, packers
-    except Exception:   # noqa: BLE001 - another numba-cuda: keep Numba's own launch
-        return None
 
 
 def _core_stream():
     ptr = xp.cuda.get_current_stream().ptr
     s = _STREAMS.get(ptr)
     if s is None:
-        from numba.cuda.cudadrv import driver
-        s = _STREAMS[ptr] = driver._to_core_stream(0 if ptr == 0 else cuda.external_stream(ptr))
+        to_core = _numba_compat.CORE["to_core_stream"]
+        s = _STREAMS[ptr] = to_core(0 if ptr == 0 else cuda.external_stream(ptr))
     return s
 
 
 _STREAMS = {}
-_core_launch = _LaunchConfig = None
-if not SIMULATOR:
-    try:
-        from cuda.core import LaunchConfig as _LaunchConfig
-        from cuda.core import launch as _core_launch
-    except ImportError:   # pragma: no cover - an older numba-cuda: Numba's own launch only
-        pass
 
 
 def synchronize():
