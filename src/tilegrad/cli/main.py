@@ -1,4 +1,4 @@
-"""The ``tilegrad`` command: train, generate, info, bench, demo, sass."""
+"""The ``tilegrad`` command: train, generate, info, bench, demo, sass, check."""
 import argparse
 import math
 import os
@@ -6,6 +6,7 @@ import sys
 
 from tilegrad import DeviceUnavailableError, __version__
 from tilegrad.data import DataNotFoundError
+from tilegrad.grading import command as check_command
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False):
@@ -121,6 +122,7 @@ def build_parser():
                                     "print its SASS instruction mix and occupancy")
     s.add_argument("--family", nargs="+", default=["matmul"], help="default: matmul")
     s.add_argument("--out", help="also write sass_report.md and .json here")
+    check_command.add_parser(sub)
     return parser
 
 
@@ -156,6 +158,8 @@ def main(argv=None):
             demo(args.out, args.device, args.data_dir)
         elif args.command == "sass":
             return _sass(args)
+        elif args.command == "check":
+            return check_command.check(args)
     except (DataNotFoundError, DeviceUnavailableError, ValueError, OSError) as e:
         # Bad data, missing files, an unusable device, a diverged run: one clear line, no
         # traceback (TILEGRAD_DEBUG=1 shows it).

@@ -508,6 +508,9 @@ DEFAULT_VERSION = "v2"
 # The same table as the kernel registry (tilegrad.kernels) reads it: one family per pass.
 KERNEL_FAMILIES = {f"conv2d_{p}": ({v: launchers[p] for v, launchers in VERSIONS.items()},
                                    DEFAULT_VERSION) for p in ("fwd", "bwd_data", "bwd_weight")}
+# The kernels (PTX_SIGNATURES names) of a version not all named conv2d_<pass>_kernel<N>: v2 also
+# runs the direct kernels (one input channel) and v1's backward-data gather (stride above 1).
+VERSION_KERNELS = {"v2": ("kernel2", "direct_kernel", "conv2d_bwd_data_kernel1")}
 conv2d_fwd = VERSIONS[DEFAULT_VERSION]["fwd"]
 conv2d_bwd_data = VERSIONS[DEFAULT_VERSION]["bwd_data"]
 conv2d_bwd_weight = VERSIONS[DEFAULT_VERSION]["bwd_weight"]

@@ -519,6 +519,9 @@ def matmul_auto(a, b, trans_a=False, trans_b=False, bias=None, relu=False):
 VERSIONS = {"v1": matmul_v1, "v2": matmul_v2, "v3": matmul_v3, "v4": matmul_v4,
             "v5": matmul_v5, "v6": matmul_v6, "auto": matmul_auto}
 KERNEL_FAMILIES = {"matmul": (VERSIONS, "auto")}
+# The kernels (PTX_SIGNATURES names) of a version not all named matmul_kernel<N>: auto runs v5's
+# and v6's (``tilegrad check`` compiles a version's kernels).
+VERSION_KERNELS = {"auto": ("matmul_kernel5", "matmul_kernel6")}
 
 
 # The compile check's list of the v1-v4 style kernels (operands, bias, C, batch offsets, m, n, k):

@@ -341,7 +341,7 @@ def compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm=None):
 
 
 def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=None,
-                nvdisasm=None):
+                nvdisasm=None, select=None):
     """A row per (family, kernel name, cc) for every entry of every family's PTX_SIGNATURES.
 
     Row keys: family, name, cc ("sm_90"), signature, ok, registers, barriers, smem (static
@@ -351,7 +351,8 @@ def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=N
     ``jobs`` compiles in that many forked processes (default: up to 8, the CPUs there are).
     ``threads``: the block size, from a 4th element of the PTX_SIGNATURES row or the module's
     ``LAUNCH_BLOCKS`` (None when neither). With ``nvdisasm``, sm_90 rows also get ``sass`` (see
-    ``compile_one``).
+    ``compile_one``). ``select``, a predicate on a kernel's name, compiles only the entries it
+    accepts (``tilegrad check`` compiles one version's kernels).
     """
     _refuse_simulator()
     ptxas = ptxas or find_ptxas()
@@ -385,6 +386,8 @@ def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=N
             continue
         blocks = getattr(mod, "LAUNCH_BLOCKS", None) or {}
         for name, kernel, sig, *block in entries:
+            if select is not None and not select(name):
+                continue
             threads = block[0] if block else blocks.get(name)
             if isinstance(threads, (tuple, list)):
                 threads = math.prod(threads)
