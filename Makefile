@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 DEBIAN_DATA := dataset-fashion-mnist fortunes
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup ext sanitize data demo test sdist-check bench gpu-check clean
+.PHONY: setup ext sanitize data demo lint test sdist-check bench gpu-check clean
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -54,9 +54,14 @@ data:
 demo: setup data ext
 	$(VENV)/bin/tilegrad demo
 
-# The CUDA kernels run in Numba's simulator here (and their PTX is compiled without it, in a
-# subprocess of tests/test_cuda_ptx.py).
+# ruff, configured in pyproject.toml: pyflakes, pycodestyle and bugbear's likely bugs.
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# The linter first (seconds), then the tests. The CUDA kernels run in Numba's simulator here (and
+# their PTX is compiled without it, in a subprocess of tests/test_cuda_ptx.py).
 test: setup data ext
+	$(VENV)/bin/ruff check .
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q
 
 # The source distribution on its own, away from this checkout: build it, check that the wheel

@@ -39,8 +39,8 @@ SANITIZE = os.environ.get("TILEGRAD_SANITIZE") == "1"
 
 def _flags():
     if SANITIZE:
-        return ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                "-fno-sanitize-recover=all", "-DTG_SANITIZE"]
+        return ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer",
+                "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-DTG_SANITIZE"]
     return ["-std=c++17", "-O3", "-fvisibility=hidden"]
 
 
@@ -126,7 +126,8 @@ class LenientBuildExt(build_ext):
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "omp.cpp")
             with open(src, "w") as f:
-                f.write("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+                f.write("#include <omp.h>\n"
+                        "int main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
             try:
                 objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
                 self.compiler.link_executable(objs, "omp", output_dir=tmp,

@@ -71,7 +71,8 @@ def bad_input(fn, *args, op, error=(TypeError, ValueError), match=None):
     """``fn(*args)`` raises ``error`` with a message starting with ``op + ':'`` (and containing
     ``match``), and every NumPy array among ``args`` (and in lists among them) is unchanged."""
     arrays = [a for a in args if isinstance(a, np.ndarray)]
-    arrays += [x for a in args if isinstance(a, (list, tuple)) for x in a if isinstance(x, np.ndarray)]
+    arrays += [x for a in args if isinstance(a, (list, tuple))
+               for x in a if isinstance(x, np.ndarray)]
     before = [a.copy() for a in arrays]
     with pytest.raises(error) as info:
         fn(*args)

@@ -60,7 +60,8 @@ def test_assigning_a_plain_tensor_to_a_parameter_is_a_type_error():
 def test_in_place_on_a_leaf_that_requires_grad_is_refused_while_recording():
     w = tg.randn(3, requires_grad=True)
     before = w.numpy()
-    for op in (lambda: w.add_(1), lambda: w.mul_(2), lambda: w.zero_(), lambda: w.copy_(tg.zeros(3))):
+    for op in (lambda: w.add_(1), lambda: w.mul_(2), lambda: w.zero_(),
+               lambda: w.copy_(tg.zeros(3))):
         with pytest.raises(RuntimeError, match="leaf tensor .* requires grad"):
             op()
     assert np.array_equal(w.numpy(), before) and w._version == 0

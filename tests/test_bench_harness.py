@@ -26,7 +26,8 @@ def test_conv2d_formula_against_a_counted_loop_and_the_backend(h, w, k, stride, 
     x, wt = np.ones((n, c, h, w)), np.ones((f, c, k, k))
     assert be.conv2d_fwd(x, wt, None, (stride, stride), (pad, pad)).shape == (n, f, ho, wo)
     macs = 0   # one multiply-add per (image, filter, output pixel, channel, tap), padding included
-    for _ in itertools.product(range(n), range(f), range(ho), range(wo), range(c), range(k), range(k)):
+    for _ in itertools.product(range(n), range(f), range(ho), range(wo), range(c), range(k),
+                               range(k)):
         macs += 1
     flops, nbytes = formulas.conv2d(n, c, h, w, f, k, k, stride, pad)
     assert flops == 2 * macs
@@ -73,7 +74,8 @@ def test_timing_statistics_and_measure_call_counts():
 
 def _doc():
     row = dict(group="matmul", name="mm", shape="2x3x4", flops=48, bytes=104, bound="compute",
-               device="cpu", tilegrad={"median_s": 1e-3, "p10_s": 1e-3, "p90_s": 2e-3, "repeats": 3},
+               device="cpu",
+               tilegrad={"median_s": 1e-3, "p10_s": 1e-3, "p90_s": 2e-3, "repeats": 3},
                torch={"median_s": 2e-3, "p10_s": 1e-3, "p90_s": 3e-3, "repeats": 3},
                unit="GFLOP/s", tilegrad_rate=4.8e-5, torch_rate=2.4e-5, ratio=0.5,
                peak_fraction=1e-6)
@@ -90,7 +92,8 @@ def test_json_document_schema(tmp_path):
     report.write_json(doc, path)
     report.check_document(json.loads(path.read_text()))
     for breaking in (lambda d: d.pop("peaks"), lambda d: d["meta"].pop("git_commit"),
-                     lambda d: d["rows"][0].pop("ratio"), lambda d: d["rows"][0]["tilegrad"].pop("p90_s"),
+                     lambda d: d["rows"][0].pop("ratio"),
+                     lambda d: d["rows"][0]["tilegrad"].pop("p90_s"),
                      lambda d: d["rows"][1].pop("group"), lambda d: d.update(schema="other/2")):
         bad = json.loads(json.dumps(doc))
         breaking(bad)

@@ -183,7 +183,8 @@ def test_info_lists_devices_and_why_cuda_is_unavailable(capsys):
 
 def test_demo_writes_a_summary_table_and_curves(images, corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TILEGRAD_DATA", str(tmp_path))
-    monkeypatch.setattr(demo_module, "DEMO", {"mlp": dict(epochs=1), "cnn": dict(epochs=1, limit=16, eval_limit=8),
+    monkeypatch.setattr(demo_module, "DEMO", {"mlp": dict(epochs=1),
+                                              "cnn": dict(epochs=1, limit=16, eval_limit=8),
                                               "lm": dict(epochs=1)})
     (tmp_path / "fashion-mnist").symlink_to(images)
     out = tmp_path / "report"

@@ -36,13 +36,17 @@ def _all_three(xs, ws, stride, padding, dtype, seed=0, bias=True):
     x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
     b = rand(rng, (ws[0],), dtype) if bias else None
     g = rand(rng, _out_shape(xs, ws, stride, padding), dtype)
-    f64 = (lambda a: None if a is None else a.astype(np.float64))
+
+    def f64(a):
+        return None if a is None else a.astype(np.float64)
+
     # Sums of C*KH*KW (forward, backward-data) or N*Ho*Wo (backward-weight) products.
     scale = 1 + np.sqrt(max(np.prod(ws[1:]), np.prod(g.shape[::2]))) / 4
     check(cpp.conv2d_fwd(x, w, b, stride, padding),
           spec.conv2d_fwd(f64(x), f64(w), f64(b), stride, padding), dtype, "conv2d_fwd", scale)
     check(cpp.conv2d_bwd_data(g, w, xs, stride, padding),
-          spec.conv2d_bwd_data(f64(g), f64(w), xs, stride, padding), dtype, "conv2d_bwd_data", scale)
+          spec.conv2d_bwd_data(f64(g), f64(w), xs, stride, padding), dtype, "conv2d_bwd_data",
+          scale)
     check(cpp.conv2d_bwd_weight(g, x, ws, stride, padding),
           spec.conv2d_bwd_weight(f64(g), f64(x), ws, stride, padding), dtype,
           "conv2d_bwd_weight", scale)

@@ -25,7 +25,8 @@ def _bindings():
 
 
 def _arity(fn):
-    """(required, total) parameters from pybind11's signature line ``name(a: T, b: T = ...) -> R``."""
+    """(required, total) parameters from pybind11's signature line
+    ``name(a: T, b: T = ...) -> R``."""
     first = fn.__doc__.splitlines()[0]
     inner = first[first.index("(") + 1:first.rindex(")")]
     params = [p for p in re.split(r",\s*(?![^\[]*\])", inner) if p.strip()]

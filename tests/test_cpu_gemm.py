@@ -22,7 +22,9 @@ def operands(rng, m, n, k, trans_a, trans_b, dtype):
 
 
 def reference(a, b, trans_a, trans_b, bias=None, relu=False):
-    f64 = (lambda x: None if x is None else x.astype(np.float64))
+    def f64(x):
+        return None if x is None else x.astype(np.float64)
+
     return spec.matmul(f64(a), f64(b), trans_a, trans_b, f64(bias), relu)
 
 
@@ -129,7 +131,8 @@ def test_gemm_in_place(simd, dtype, m, n, k, trans, accumulate, use_bias, relu, 
 def test_gemm_accumulate_large(simd, dtype):
     """accumulate over several K blocks and edge tiles, 300 x 257 x 600."""
     rng = np.random.default_rng(7)
-    a, b, c = rand(rng, (300, 600), dtype), rand(rng, (600, 257), dtype), rand(rng, (300, 257), dtype)
+    a, b = rand(rng, (300, 600), dtype), rand(rng, (600, 257), dtype)
+    c = rand(rng, (300, 257), dtype)
     bias = rand(rng, (257,), dtype)
     ref = np.maximum(reference(a, b, False, False) + c + bias, 0)
     ext.gemm(a, b, c, False, False, True, bias, True)

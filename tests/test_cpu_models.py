@@ -18,7 +18,8 @@ RTOL = 1e-10
 
 def _wide_mlp():
     x = rng(8).standard_normal((37, 1, 19, 17))
-    return models.MLP(in_features=19 * 17, hidden=301, num_classes=11), x, rng(9).integers(0, 11, 37)
+    y = rng(9).integers(0, 11, 37)
+    return models.MLP(in_features=19 * 17, hidden=301, num_classes=11), x, y
 
 
 def _with(backend, kind, make):

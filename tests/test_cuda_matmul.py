@@ -27,7 +27,8 @@ def _operands(m, n, k, trans_a, trans_b, dtype, seed=0, batch_a=(), batch_b=()):
 
 @pytest.mark.parametrize("version", list(mm.VERSIONS))
 @pytest.mark.parametrize("m,n,k", SHAPES, ids=str)
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("trans_a,trans_b",
+                         [(False, False), (True, False), (False, True), (True, True)])
 def test_matmul_versions_against_numpy_float64(version, m, n, k, trans_a, trans_b):
     a, b = _operands(m, n, k, trans_a, trans_b, np.float64, seed=m + n + k)
     got = mm.VERSIONS[version](a, b, trans_a, trans_b)
@@ -40,7 +41,8 @@ def test_fused_bias_relu_and_float32(version):
     bias = rng(4).standard_normal(5).astype(np.float32)
     got = mm.VERSIONS[version](a, b, False, True, bias, True)
     assert got.dtype == np.float32
-    want = ref.matmul(a.astype(np.float64), b.astype(np.float64), False, True, bias.astype(np.float64), True)
+    want = ref.matmul(a.astype(np.float64), b.astype(np.float64), False, True,
+                      bias.astype(np.float64), True)
     assert (want == 0).any() and (want > 0).any()          # the ReLU did something
     assert_close(got, want, rtol=1e-5, atol=1e-5)
 
@@ -63,7 +65,8 @@ BIG_SHAPES = [(33, 17, 5), (36, 20, 12), (20, 24, 40), (129, 3, 7), (1, 33, 9)]
 
 @pytest.mark.parametrize("version", BIG)
 @pytest.mark.parametrize("m,n,k", BIG_SHAPES, ids=str)
-@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("trans_a,trans_b",
+                         [(False, False), (True, False), (False, True), (True, True)])
 def test_big_tiles_on_odd_shapes(version, m, n, k, trans_a, trans_b):
     a, b = _operands(m, n, k, trans_a, trans_b, np.float64, seed=m * n + k)
     got = mm.VERSIONS[version](a, b, trans_a, trans_b)

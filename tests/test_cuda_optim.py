@@ -110,7 +110,7 @@ def test_sgd_step_multi_against_numpy_float64(momentum, dampening, weight_decay,
         gs = [r.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
         if step == 2:                    # a new learning rate, written into the same array
             lr[()], lr64[()] = 0.03, 0.03
-        launched = _launches(lambda: optim.sgd_step_multi(
+        launched = _launches(lambda gs=gs: optim.sgd_step_multi(
             ps, gs, bufs if momentum else None, steps if momentum else None, lr, momentum,
             dampening, weight_decay, nesterov))
         assert launched == want
@@ -140,8 +140,8 @@ def test_adam_step_multi_against_numpy_float64(weight_decay, dtype, tol):
         gs = [r.standard_normal(s).astype(dtype) for s in MULTI_SHAPES]
         if step == 1:
             lr[()], lr64[()] = 3e-3, 3e-3
-        launched = _launches(lambda: optim.adam_step_multi(ps, gs, ms, vs, steps, lr, 0.8, 0.99,
-                                                           1e-6, weight_decay))
+        launched = _launches(lambda gs=gs: optim.adam_step_multi(ps, gs, ms, vs, steps, lr, 0.8,
+                                                                 0.99, 1e-6, weight_decay))
         assert launched == ceil_div(7, optim.COUNT_TENSORS) + ceil_div(7, optim.ADAM_TENSORS)
         ref.adam_step_multi(ps64, _copies64(gs), ms64, vs64, steps64, lr64, 0.8, 0.99, 1e-6,
                             weight_decay)
@@ -165,6 +165,7 @@ def test_multi_steps_match_the_one_tensor_kernels():
             optim.adam_step(p, g, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.0)
     for k, (p, m, v) in enumerate(one):
         assert_close(ps[k], p, rtol=1e-13, atol=1e-15, what=f"param {k}")
+        assert_close(ms[k], m, rtol=1e-13, atol=1e-15, what=f"m {k}")
         assert_close(vs[k], v, rtol=1e-13, atol=1e-15, what=f"v {k}")
 
 

@@ -1,4 +1,5 @@
-"""Check 3 of docs/kernels.md: every CUDA kernel compiles with Numba's real compiler and ptxas, no spills.
+"""Check 3 of docs/kernels.md: every CUDA kernel compiles with Numba's real compiler and ptxas,
+no spills.
 
 The suite runs with the simulator on (NUMBA_ENABLE_CUDASIM=1), and the real compiler cannot run
 in the same process, so the compile runs in a subprocess with NUMBA_ENABLE_CUDASIM=0:
@@ -295,7 +296,8 @@ ptxas info    : Compiling entry function 'big_kernel' for 'sm_90'
 ptxas info    : Function properties for big_kernel
     280 bytes stack frame, 272 bytes spill stores, 304 bytes spill loads
 ptxas info    : Used 255 registers, 8192 bytes smem, 400 bytes cmem[0], 8 bytes cmem[2]
-ptxas warning : Registers are spilled to local memory in function 'big_kernel', 272 bytes spill stores, 304 bytes spill loads
+ptxas warning : Registers are spilled to local memory in function 'big_kernel', \
+272 bytes spill stores, 304 bytes spill loads
 """
 
 
@@ -346,6 +348,7 @@ def test_failures_and_markdown_table():
     assert ptx.failures([good, spill, broken]) == [spill, broken]
     table = ptx.markdown_table([good, spill, broken]).splitlines()
     assert table[0].startswith("| family | kernel | arch | signature | regs | smem B")
-    assert table[2] == "| f | k | sm_90 | (float32[1dC], int64) | 10 | 0 | 0 | 0 | 0 | 0 | 50 | ok |"
+    assert table[2] == ("| f | k | sm_90 | (float32[1dC], int64) "
+                        "| 10 | 0 | 0 | 0 | 0 | 0 | 50 | ok |")
     assert table[3].endswith("| SPILLS |")
     assert "FAILED: compile_ptx: TypingError \\| x" in table[4]

@@ -13,11 +13,14 @@ def _cupy_uses(tree):
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {a.asname or a.name for a in node.names if a.name.split(".")[0] in ("cupy", "cupyx")}
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("cupy", "cupyx"):
+            names |= {a.asname or a.name for a in node.names
+                      if a.name.split(".")[0] in ("cupy", "cupyx")}
+        if (isinstance(node, ast.ImportFrom)
+                and (node.module or "").split(".")[0] in ("cupy", "cupyx")):
             yield node.lineno, f"from {node.module} import ..."
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names:
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in names):
             yield node.lineno, node.attr
 
 

@@ -2,7 +2,8 @@
 
 The models and the step are tests/model_steps.py's: small odd sizes, the same float64 weights on
 both devices, one step of the real recipe on the same batch; the loss, every gradient and every
-updated parameter must agree. Under NUMBA_ENABLE_CUDASIM=1 "cuda" runs in Numba's simulator; on a GPU, for real.
+updated parameter must agree. Under NUMBA_ENABLE_CUDASIM=1 "cuda" runs in Numba's simulator; on
+a GPU, for real.
 """
 import numpy as np
 import pytest

@@ -211,8 +211,11 @@ def test_find_data_dir_lookup_order(tmp_path, monkeypatch):
     for where in ("explicit", "env/ds", "debian"):
         (tmp_path / where).mkdir(parents=True)
         (tmp_path / where / "part-01.bin").write_bytes(b"x")
-    find = lambda **kw: data.find_data_dir("ds", debian=(str(tmp_path / "debian"),),
-                                           must_contain=("part-*.bin",), **kw)
+
+    def find(**kw):
+        return data.find_data_dir("ds", debian=(str(tmp_path / "debian"),),
+                                  must_contain=("part-*.bin",), **kw)
+
     assert find() == tmp_path / "debian"
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
     assert find() == tmp_path / "env" / "ds"
@@ -573,7 +576,9 @@ def epoch_order(loader, epoch):
 
 
 def test_loader_shuffle_per_seed_and_epoch():
-    make = lambda seed: data.DataLoader(loader_arrays(50), batch_size=8, shuffle=True, seed=seed)
+    def make(seed):
+        return data.DataLoader(loader_arrays(50), batch_size=8, shuffle=True, seed=seed)
+
     a, b = make(7), make(7)
     orders = [epoch_order(a, e) for e in range(3)]
     for order in orders:                                         # each sample once per epoch

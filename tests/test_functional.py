@@ -68,8 +68,10 @@ def _lstm_cell_by_hand(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
 CASES = [
     pytest.param(F.linear, lambda x, w, b: TF.linear(x, w, b), [(3, 5), (7, 5), (7,)], id="linear"),
     pytest.param(F.linear, lambda x, w: TF.linear(x, w), [(3, 5), (7, 5)], id="linear-nobias"),
-    pytest.param(F.linear, lambda x, w, b: TF.linear(x, w, b), [(2, 3, 5), (7, 5), (7,)], id="linear-3d"),
-    pytest.param(F.linear, lambda x, w, b: TF.linear(x, w, b), [(5,), (3, 5), (3,)], id="linear-1d"),
+    pytest.param(F.linear, lambda x, w, b: TF.linear(x, w, b), [(2, 3, 5), (7, 5), (7,)],
+                 id="linear-3d"),
+    pytest.param(F.linear, lambda x, w, b: TF.linear(x, w, b), [(5,), (3, 5), (3,)],
+                 id="linear-1d"),
     pytest.param(F.relu, lambda x: TF.relu(x), [(3, 7, 5)], id="relu"),
     pytest.param(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
                  lambda x, w, b: TF.conv2d(x, w, b, stride=2, padding=1),
@@ -119,7 +121,8 @@ CASES = [
     pytest.param(lambda x, h, c, wi, wh: F.lstm_cell(x, (h, c), wi, wh),
                  lambda x, h, c, wi, wh: torch.lstm_cell(x, (h, c), wi, wh),
                  [(1, 3), (1, 5), (1, 5), (20, 3), (20, 5)], id="lstm_cell-nobias"),
-    pytest.param(F.log_softmax, lambda x: TF.log_softmax(x, dim=-1), [(3, 7)], id="log_softmax-last"),
+    pytest.param(F.log_softmax, lambda x: TF.log_softmax(x, dim=-1), [(3, 7)],
+                 id="log_softmax-last"),
     pytest.param(lambda x: F.log_softmax(x, dim=0), lambda x: TF.log_softmax(x, dim=0),
                  [(5, 3)], id="log_softmax-dim0"),
     pytest.param(lambda x: F.log_softmax(x, dim=1), lambda x: TF.log_softmax(x, dim=1),
@@ -184,7 +187,8 @@ def test_conv2d_geometry_matches_torch(h, w, kh, kw, sh, sw, ph, pw, c, f, seed)
 
 @settings(max_examples=30, deadline=None)
 @given(h=st.integers(4, 9), w=st.integers(4, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       sh=st.integers(1, 3), sw=st.integers(1, 3), pad=st.integers(0, 2), seed=st.integers(0, 2**16))
+       sh=st.integers(1, 3), sw=st.integers(1, 3), pad=st.integers(0, 2),
+       seed=st.integers(0, 2**16))
 def test_max_pool2d_geometry_matches_torch(h, w, kh, kw, sh, sw, pad, seed):
     ph, pw = min(pad, kh // 2), min(pad, kw // 2)   # torch and tilegrad: padding <= kernel / 2
     (x,) = make_inputs([(2, 3, h, w)], seed)
@@ -211,8 +215,9 @@ def test_max_pool2d_geometry_matches_torch(h, w, kh, kw, sh, sw, pad, seed):
     (lambda: F.log_softmax(tg.randn(3, 5), dim=-3), IndexError),
     (lambda: tg.nn.MaxPool2d(3, stride=0)(tg.randn(1, 1, 5, 5)), ValueError),
 ], ids=["conv-channels", "conv-stride0", "conv-kernel-too-big", "linear-in", "linear-bias",
-        "pool-padding", "emb-range", "emb-float-idx", "ce-range", "ce-reduction", "ce-float-target",
-        "lstm-hidden", "dropout-p", "log_softmax-dim", "log_softmax-neg-dim", "pool-module-stride0"])
+        "pool-padding", "emb-range", "emb-float-idx", "ce-range", "ce-reduction",
+        "ce-float-target", "lstm-hidden", "dropout-p", "log_softmax-dim", "log_softmax-neg-dim",
+        "pool-module-stride0"])
 def test_rejects_bad_arguments(call, error):
     with pytest.raises(error):
         call()
@@ -548,7 +553,8 @@ def check_module(device, m, th, spec, call=lambda mod, *xs: mod(*xs), seed=0):
     if torch is None:
         pytest.skip("PyTorch is not installed")
     sd = th.state_dict()
-    assert [(k, v.shape) for k, v in m.state_dict().items()] == [(k, tuple(v.shape)) for k, v in sd.items()]
+    assert ([(k, v.shape) for k, v in m.state_dict().items()]
+            == [(k, tuple(v.shape)) for k, v in sd.items()])
     m.load_state_dict({k: v.numpy() for k, v in sd.items()})
     arrays = make_inputs(spec, seed)
     tg_in = [tg.tensor(a, device=device, requires_grad=a.dtype.kind == "f") for a in arrays]
@@ -573,7 +579,8 @@ def check_module(device, m, th, spec, call=lambda mod, *xs: mod(*xs), seed=0):
 MODULES = [   # (name, constructor args, keyword args, input spec)
     pytest.param("Linear", (5, 7), {}, [(3, 5)], id="linear"),
     pytest.param("Linear", (5, 7), {"bias": False}, [(2, 3, 5)], id="linear-nobias-3d"),
-    pytest.param("Conv2d", (3, 5, 3), {"stride": 2, "padding": 1}, [(2, 3, 7, 9)], id="conv2d-s2-p1"),
+    pytest.param("Conv2d", (3, 5, 3), {"stride": 2, "padding": 1}, [(2, 3, 7, 9)],
+                 id="conv2d-s2-p1"),
     pytest.param("Conv2d", (3, 5, (3, 1)), {"stride": (2, 1), "padding": (0, 2), "bias": False},
                  [(1, 3, 7, 9)], id="conv2d-rect-nobias"),
     pytest.param("Embedding", (7, 3), {}, [EMB_IDX], id="embedding"),

@@ -196,7 +196,8 @@ def test_linear(device, seen):
         w_in = n_in + 1 if rare(data, 10) else n_in
         w_shape = usually(data, (n_out, w_in), [(w_in,), (w_in,), (), (1, n_out, w_in)], 15)
         # Biases that broadcast to the output or to its 2-D flattening (rows, out_features):
-        # PyTorch takes some of them, by rules of its internal paths (see tilegrad.nn._args.bias_target).
+        # PyTorch takes some of them, by rules of its internal paths (see
+        # tilegrad.nn._args.bias_target).
         rows = int(np.prod(lead))
         out_shape = lead + (n_out,) if len(w_shape) == 2 else lead
         bias = usually(data, data.draw(st.sampled_from([None, (n_out,)])),

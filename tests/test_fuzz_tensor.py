@@ -668,7 +668,7 @@ def test_cat_stack(device, seen):
 
 def test_cat_stack_empty_list(device, seen):
     for op in ("cat", "stack"):
-        check(lambda lib: getattr(lib.tg, op)([]), [], device, seen, what=op)
+        check(lambda lib, op=op: getattr(lib.tg, op)([]), [], device, seen, what=op)
 
 # ---------------------------------------------------------------- creation
 

@@ -66,7 +66,8 @@ def _run(simulator, ask):
 RUNS = [(False, "device"), (True, "device"), (True, "devices"), (False, "is_available")]
 
 
-@pytest.fixture(scope="module", params=RUNS, ids=[f"{'sim' if s else 'nosim'}-{a}" for s, a in RUNS])
+@pytest.fixture(scope="module", params=RUNS,
+                ids=[f"{'sim' if s else 'nosim'}-{a}" for s, a in RUNS])
 def run(request):
     simulator, ask = request.param
     return simulator, _run(simulator, ask)

@@ -81,7 +81,8 @@ def test_full_reductions_match_torch(op):
 @pytest.mark.parametrize("op", ["sum", "mean", "amax"])
 def test_reductions_match_torch(op, dim, keepdim):
     a = arr(3, 5, 7, seed=8)
-    compare_with_torch(lambda t: getattr(t, op)(dim, keepdim), lambda t: getattr(t, op)(dim, keepdim), a)
+    compare_with_torch(lambda t: getattr(t, op)(dim, keepdim),
+                       lambda t: getattr(t, op)(dim, keepdim), a)
 
 
 def test_reduction_numpy_spellings_axis_keepdims():
@@ -161,7 +162,8 @@ def test_indexing_gradient_central_differences():
 def test_cat_and_stack_match_torch(dim):
     a, b, c = arr(3, 4, seed=16), arr(3, 4, seed=17), arr(3, 4, seed=18)
     compare_with_torch(lambda *ts: tg.stack(ts, dim), lambda *ts: torch.stack(ts, dim), a, b, c)
-    shapes = {0: [(1, 4), (3, 4), (2, 4)], 1: [(3, 1), (3, 4), (3, 2)], -1: [(3, 1), (3, 4), (3, 2)]}
+    shapes = {0: [(1, 4), (3, 4), (2, 4)], 1: [(3, 1), (3, 4), (3, 2)],
+              -1: [(3, 1), (3, 4), (3, 2)]}
     ins = [arr(*s, seed=19 + k) for k, s in enumerate(shapes[dim])]
     compare_with_torch(lambda *ts: tg.cat(ts, dim), lambda *ts: torch.cat(ts, dim), *ins)
 

@@ -263,7 +263,8 @@ def test_torch_state_dict_with_an_option_we_lack_is_refused():
     ref = torch.optim.Adam(th_p, lr=0.02, amsgrad=True).state_dict()
     tg_opt = tg.optim.Adam(tg_p, lr=0.5)
     with pytest.raises(ValueError, match="amsgrad"):
-        tg_opt.load_state_dict({"state": {}, "param_groups": [dict(g) for g in ref["param_groups"]]})
+        tg_opt.load_state_dict({"state": {},
+                                "param_groups": [dict(g) for g in ref["param_groups"]]})
     assert tg_opt.param_groups[0]["lr"] == 0.5
 
 
@@ -280,7 +281,8 @@ def _assert_unchanged(opt, before):
     assert set(id(p) for p in opt.state) == set(state)
     for p, s in opt.state.items():
         for n, v in s.items():
-            np.testing.assert_array_equal(v.numpy() if isinstance(v, tg.Tensor) else v, state[id(p)][n])
+            np.testing.assert_array_equal(v.numpy() if isinstance(v, tg.Tensor) else v,
+                                          state[id(p)][n])
 
 
 @pytest.mark.parametrize("opt", ["SGD", "Adam"])
@@ -325,8 +327,10 @@ def test_steplr_matches_torch(step_size, gamma):
     tg_opt, tg_s, th_opt, th_s = _steplr_pair(step_size, gamma)
     seen = set()
     for epoch in range(11):
-        # torch's StepLR multiplies by gamma (chained); tilegrad's is closed form: equal to rounding.
-        assert_close(tg_s.get_last_lr(), th_s.get_last_lr(), rtol=1e-12, what=f"lr at epoch {epoch}")
+        # torch's StepLR multiplies by gamma (chained); tilegrad's is closed form: equal to
+        # rounding.
+        assert_close(tg_s.get_last_lr(), th_s.get_last_lr(), rtol=1e-12,
+                     what=f"lr at epoch {epoch}")
         assert_close([g["lr"] for g in tg_opt.param_groups], [g["lr"] for g in th_opt.param_groups],
                      rtol=1e-12, what=f"group lr at epoch {epoch}")
         seen.add(round(tg_s.get_last_lr()[0], 12))

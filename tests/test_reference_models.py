@@ -37,7 +37,8 @@ def _torch_models():
     class MLP(nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(),
+                                     nn.Linear(128, 10))
 
     class CNN(nn.Module):
         def __init__(self):

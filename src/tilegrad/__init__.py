@@ -27,7 +27,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "tensor", "from_numpy", "zeros", "ones", "full", "zeros_like", "ones_like", "randn",
     "rand", "arange", "cat", "stack", "matmul", "no_grad", "enable_grad", "is_grad_enabled",
-    "set_grad_enabled", "get_num_threads", "set_num_threads", "manual_seed", "get_rng_state", "set_rng_state", "save", "load", "device",
-    "devices", "get_default_device", "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double", "int32", "int64",
-    "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn", "optim", "autograd", "cuda",
+    "set_grad_enabled", "get_num_threads", "set_num_threads", "manual_seed", "get_rng_state",
+    "set_rng_state", "save", "load", "device", "devices", "get_default_device",
+    "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double",
+    "int32", "int64", "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn",
+    "optim", "autograd", "cuda",
 ]

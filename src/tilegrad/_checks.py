@@ -197,7 +197,8 @@ def scalar(s, dtype):
 
 def no_bool_sub(op, a, b):
     """PyTorch refuses to subtract with a bool operand, a tensor or a Python bool."""
-    if op == "sub" and any(isinstance(x, (bool, np.bool_)) or getattr(x, "dtype", None) == dtypes.bool_
+    if op == "sub" and any(isinstance(x, (bool, np.bool_))
+                           or getattr(x, "dtype", None) == dtypes.bool_
                            for x in (a, b)):
         shape = a.shape if hasattr(a, "shape") else b.shape
         raise DtypeError(f"sub: subtraction with a bool operand is not supported (tensor of "

@@ -16,7 +16,8 @@ def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     """The checked device and dtype of a new tensor, before anything is allocated."""
     dev = get_device(device)
     dev.backend   # raises DeviceUnavailableError with the reason
-    dtype = dtypes.as_dtype(dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
+    dtype = dtypes.as_dtype(
+        dtype if dtype is not None else (default or dtypes.get_default_dtype()), op)
     held = getattr(dev.backend, "DTYPES", dtypes.SUPPORTED)
     if dtype not in held:
         raise TypeError(f"{op}: dtype {dtype} is not supported on device '{dev.name}' "
@@ -99,12 +100,14 @@ def full(size: Sequence[int], fill_value: _Number | np.number | np.bool_,
 
 def zeros_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
                requires_grad: bool = False) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
               requires_grad: bool = False) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
 
 
 def _random(sample, size, dtype, device, requires_grad, op):

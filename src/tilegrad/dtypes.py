@@ -35,7 +35,8 @@ def set_default_dtype(dtype: npt.DTypeLike) -> None:
 
 
 def as_dtype(dtype: npt.DTypeLike, op: str) -> np.dtype:
-    """``dtype`` (a NumPy dtype, type or name) as a supported NumPy dtype, or a TypeError naming ``op``."""
+    """``dtype`` (a NumPy dtype, type or name) as a supported NumPy dtype, or a TypeError naming
+    ``op``."""
     try:
         d = np.dtype(dtype)
     except TypeError:

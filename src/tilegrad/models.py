@@ -22,7 +22,8 @@ class MLP(nn.Module):
 
 
 def _pooled_size(size, blocks=3):
-    for _ in range(blocks):    # each block: 3x3 conv with padding 1 keeps the size, pool 2 halves it
+    # Each block: a 3x3 conv with padding 1 keeps the size, a pool of 2 halves it.
+    for _ in range(blocks):
         size //= 2
     return size
 

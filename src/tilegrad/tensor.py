@@ -245,11 +245,14 @@ class Tensor(InplaceOps):
             if not isinstance(gradient, Tensor):
                 gradient = _creation().tensor(gradient, dtype=self.dtype, device=self.device)
             if gradient.shape != self.shape:
-                raise ValueError(f"backward: gradient has shape {gradient.shape}, the tensor {self.shape}")
+                raise ValueError(f"backward: gradient has shape {gradient.shape}, "
+                                 f"the tensor {self.shape}")
             if gradient.dtype != self.dtype:
-                raise TypeError(f"backward: gradient has dtype {gradient.dtype}, the tensor {self.dtype}")
+                raise TypeError(f"backward: gradient has dtype {gradient.dtype}, "
+                                f"the tensor {self.dtype}")
             if gradient.device != self.device:
-                raise ValueError(f"backward: gradient is on {gradient.device}, the tensor on {self.device}")
+                raise ValueError(f"backward: gradient is on {gradient.device}, "
+                                 f"the tensor on {self.device}")
             g = gradient.data
         autograd.backward(self, g, retain_graph=bool(retain_graph))
 
@@ -628,9 +631,11 @@ def _arange_index(t, k):
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy's rules: 1-D operands are vectors, leading dimensions broadcast."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
-        raise TypeError(f"matmul: expects two tensors, got {type(a).__name__} and {type(b).__name__}")
+        raise TypeError("matmul: expects two tensors, "
+                        f"got {type(a).__name__} and {type(b).__name__}")
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ShapeError("matmul: both operands need at least 1 dimension, "
+                         f"got shapes {a.shape} and {b.shape}")
     C.same_device("matmul", a, b)
     C.same_dtype("matmul", a, b)
     C.not_bool("matmul", a, "bool tensors")
@@ -639,11 +644,13 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
                          f"not on {a.device} (shapes {a.shape} and {b.shape})")
     k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
     if k_a != k_b:
-        raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({k_a} != {k_b})")
+        raise ShapeError(
+            f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied ({k_a} != {k_b})")
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
-        raise ShapeError(f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
+        raise ShapeError(
+            f"matmul: batch dimensions of {a.shape} and {b.shape} do not broadcast") from None
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
     out = N.MatMul.apply(a2, b2)
@@ -663,9 +670,10 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise ShapeError(f"cat: a 0-d tensor (at position {k}) cannot be concatenated")
     axis = C.dim(dim, first.shape, "cat")
     for t in tensors[1:]:
-        if t.ndim != first.ndim or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape))
-                                       if k != axis):
-            raise ShapeError(f"cat: shapes {first.shape} and {t.shape} differ outside dimension {dim}")
+        if t.ndim != first.ndim or any(
+                a != b for k, (a, b) in enumerate(zip(t.shape, first.shape)) if k != axis):
+            raise ShapeError(
+                f"cat: shapes {first.shape} and {t.shape} differ outside dimension {dim}")
     return S.Cat.apply(*tensors, axis=axis)
 
 

@@ -58,7 +58,8 @@ def _cuda_device():
     try:
         from tilegrad.backends.cuda import runtime
     except ImportError as e:
-        return Device("cuda", None, f"numba-cuda is not installed (pip install tilegrad[cuda]): {e}")
+        return Device("cuda", None,
+                      f"numba-cuda is not installed (pip install tilegrad[cuda]): {e}")
     ok, why = runtime.available()
     if not ok:
         return Device("cuda", None, why)

@@ -194,7 +194,8 @@ def _pad_hw(x, ph, pw, value=0.0):
 
 
 def _windows(xp, kh, kw, sh, sw):
-    """View of every (kh, kw) window of ``xp`` (N, C, H, W) at stride (sh, sw): (N, C, Ho, Wo, kh, kw)."""
+    """View of every (kh, kw) window of ``xp`` (N, C, H, W) at stride (sh, sw):
+    (N, C, Ho, Wo, kh, kw)."""
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
 

@@ -29,16 +29,16 @@ def compare(sizes="full", torch=None, repeats=10, warmup=2):
                      atol=tol * np.sqrt(n))
             flops = 2 * n ** 3
             settle()             # NumPy's BLAS threads spin for a while after computing ref
-            ours = measure(lambda: be.matmul(a, b), warmup, repeats).median
+            ours = measure(lambda a=a, b=b: be.matmul(a, b), warmup, repeats).median
             settle()
-            blas = measure(lambda: np.matmul(a, b), warmup, repeats).median
+            blas = measure(lambda a=a, b=b: np.matmul(a, b), warmup, repeats).median
             row = {"n": n, "dtype": np.dtype(dtype).name, "tilegrad_gflops": flops / ours / 1e9,
                    "numpy_gflops": flops / blas / 1e9, "share_of_numpy": blas / ours}
             if torch is not None:
                 ta, tb = torch.from_numpy(a), torch.from_numpy(b)
                 settle()
-                row["torch_gflops"] = flops / measure(lambda: torch.mm(ta, tb), warmup,
-                                                      repeats).median / 1e9
+                seconds = measure(lambda ta=ta, tb=tb: torch.mm(ta, tb), warmup, repeats).median
+                row["torch_gflops"] = flops / seconds / 1e9
             rows.append(row)
     return rows
 
@@ -46,7 +46,8 @@ def compare(sizes="full", torch=None, repeats=10, warmup=2):
 def markdown(rows, backend, threads):
     lines = [f"GEMM against NumPy's BLAS (device cpu, backend {backend}, {threads} threads; "
              "share = tilegrad's GFLOP/s / NumPy's):", "",
-             "| n x n x n | dtype | tilegrad GFLOP/s | NumPy GFLOP/s | PyTorch GFLOP/s | share of NumPy |",
+             "| n x n x n | dtype | tilegrad GFLOP/s | NumPy GFLOP/s | PyTorch GFLOP/s "
+             "| share of NumPy |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         th = f"{r['torch_gflops']:.1f}" if "torch_gflops" in r else ""

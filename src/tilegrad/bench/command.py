@@ -21,7 +21,8 @@ def _torch(use_torch):
 
 def bench(what="all", device="cpu", sizes="full", repeats=10, warmup=2, out="bench/results",
           results_md=None, use_torch=True):
-    """Run the cases of ``what`` ('kernels', 'train' or 'all') on ``device``; returns the document."""
+    """Run the cases of ``what`` ('kernels', 'train' or 'all') on ``device``; returns the
+    document."""
     from . import blas, kernels, train
     torch, torch_note = _torch(use_torch)
     skipped = [torch_note] if torch_note else []

@@ -29,7 +29,8 @@ def validate(name, got, ref, rtol=1e-4, atol=1e-5):
     for k, (g, r) in enumerate(zip(gots, refs)):
         g, r = np.asarray(g, dtype=np.float64), np.asarray(r, dtype=np.float64)
         if g.shape != r.shape:
-            raise ValidationError(f"{name}: output {k} has shape {g.shape}, the reference {r.shape}")
+            raise ValidationError(
+                f"{name}: output {k} has shape {g.shape}, the reference {r.shape}")
         if not np.isfinite(g).all():
             raise ValidationError(f"{name}: output {k} holds NaN or infinity")
         bad = ~(np.abs(g - r) <= atol + rtol * np.abs(r))

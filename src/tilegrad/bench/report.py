@@ -141,10 +141,12 @@ def _launches(n):
 
 
 def markdown(doc):
-    """The run as Markdown: metadata, peaks, one table of rows, where each training step's time goes."""
+    """The run as Markdown: metadata, peaks, one table of rows, where each training step's time
+    goes."""
     m, p = doc["meta"], doc["peaks"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cpu_cores']} cores)"
-             + (f", GPU {m['gpu']} (driver {m['gpu_driver']}, CUDA {m['cuda']})" if m["gpu"] else "")
+             + (f", GPU {m['gpu']} (driver {m['gpu_driver']}, CUDA {m['cuda']})"
+                if m["gpu"] else "")
              + f"; device `{m['device']}`"
              + (f" (backend {m['cpu_backend']}, {m['tilegrad_threads']} threads)"
                 if m.get("cpu_backend") else "")

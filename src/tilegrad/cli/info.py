@@ -46,7 +46,8 @@ def info():
     lines = [f"tilegrad {tg.__version__}, Python {platform.python_version()}, "
              f"NumPy {np.__version__}", "", "devices:"]
     for d in tg.devices():
-        state = f"available, backend {d.backend.name}" if d.available else f"unavailable: {d.reason}"
+        state = (f"available, backend {d.backend.name}" if d.available
+                 else f"unavailable: {d.reason}")
         lines.append(f"  {d.name:5s} {state}")
     from tilegrad.backends.cuda import _numba_compat     # imports nothing but NumPy
     lines += ["", "numba-cuda workarounds (backends/cuda/_numba_compat.py):"]

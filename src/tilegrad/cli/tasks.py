@@ -22,7 +22,8 @@ from .rundir import TrainingError
 RECIPES = {
     "mlp": dict(epochs=10, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.0),
     "cnn": dict(epochs=3, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9),
-    "lm": dict(epochs=5, batch_size=20, lr=0.001, optimizer="adam", momentum=0.0, bptt=35, clip=0.25),
+    "lm": dict(epochs=5, batch_size=20, lr=0.001, optimizer="adam", momentum=0.0, bptt=35,
+               clip=0.25),
 }
 EVAL_BATCH = 500      # images per evaluation batch
 LM_EVAL_BATCH = 10    # columns of the batchified validation and test splits, as PyTorch's example

@@ -5,5 +5,6 @@ from .layers import (Conv2d, CrossEntropyLoss, Dropout, Embedding, Flatten, Line
 from .module import Module, Parameter
 from .rnn import LSTM, LSTMCell
 
-__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d", "ReLU",
-           "Flatten", "Sequential", "Embedding", "LSTMCell", "LSTM", "Dropout", "CrossEntropyLoss"]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d",
+           "ReLU", "Flatten", "Sequential", "Embedding", "LSTMCell", "LSTM", "Dropout",
+           "CrossEntropyLoss"]

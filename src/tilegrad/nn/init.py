@@ -36,7 +36,8 @@ def ones_(tensor: Tensor) -> Tensor:
 
 def _calculate_fan_in_and_fan_out(tensor):
     if tensor.ndim < 2:
-        raise ValueError(f"fan in and fan out need a tensor of at least 2 dimensions, got {tensor.shape}")
+        raise ValueError("fan in and fan out need a tensor of at least 2 dimensions, "
+                         f"got {tensor.shape}")
     receptive = int(np.prod(tensor.shape[2:], dtype=np.int64))
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 

@@ -80,7 +80,8 @@ class Linear(Module):
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
 
 
 class Conv2d(Module):
@@ -112,7 +113,8 @@ class Conv2d(Module):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
         return s + ("" if self.bias is not None else ", bias=False")
@@ -130,8 +132,11 @@ class MaxPool2d(Module):
         super().__init__()
         kernel, _, pad = _window(kernel_size, stride, padding, "MaxPool2d")
         if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
-            raise ArgumentError(f"MaxPool2d: padding {pad} must be at most half the kernel {kernel}")
-        self.kernel_size, self.stride, self.padding = kernel_size, kernel_size if stride is None else stride, padding
+            raise ArgumentError(
+                f"MaxPool2d: padding {pad} must be at most half the kernel {kernel}")
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
 
     def forward(self, input: Tensor) -> Tensor:
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding)

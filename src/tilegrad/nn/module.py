@@ -164,7 +164,7 @@ class Module:
         """Move (and/or cast) every parameter in place; returns the module."""
         with no_grad():
             for m in self.modules():
-                for name, p in m._parameters.items():
+                for _name, p in m._parameters.items():
                     if p is None:
                         continue
                     moved = p.to(device, dtype)

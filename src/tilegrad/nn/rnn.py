@@ -36,8 +36,9 @@ class LSTMCell(Module):
         g = 4 * hidden_size
         self.weight_ih = Parameter(zeros(g, input_size, device=device, dtype=dtype))
         self.weight_hh = Parameter(zeros(g, hidden_size, device=device, dtype=dtype))
-        self.register_parameter("bias_ih", Parameter(zeros(g, device=device, dtype=dtype)) if bias else None)
-        self.register_parameter("bias_hh", Parameter(zeros(g, device=device, dtype=dtype)) if bias else None)
+        for name in ("bias_ih", "bias_hh"):
+            self.register_parameter(
+                name, Parameter(zeros(g, device=device, dtype=dtype)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -61,7 +62,8 @@ class LSTM(Module):
 
     Args: input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0
     (between layers, in training), device, dtype.
-    Parameters per layer k: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``.
+    Parameters per layer k: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}``.
     Shape: input (T, B, input_size) ((B, T, input_size) with batch_first); ``hx = (h_0, c_0)``, each
     (num_layers, B, hidden_size), zeros if not given. Returns ``output, (h_n, c_n)``; output is
     (T, B, hidden_size) (or batch first).
@@ -90,7 +92,8 @@ class LSTM(Module):
         for k in range(num_layers):
             n_in = input_size if k == 0 else hidden_size
             setattr(self, f"weight_ih_l{k}", Parameter(zeros(g, n_in, device=device, dtype=dtype)))
-            setattr(self, f"weight_hh_l{k}", Parameter(zeros(g, hidden_size, device=device, dtype=dtype)))
+            setattr(self, f"weight_hh_l{k}",
+                    Parameter(zeros(g, hidden_size, device=device, dtype=dtype)))
             if bias:
                 setattr(self, f"bias_ih_l{k}", Parameter(zeros(g, device=device, dtype=dtype)))
                 setattr(self, f"bias_hh_l{k}", Parameter(zeros(g, device=device, dtype=dtype)))

@@ -92,7 +92,8 @@ class Div(_Binary):
         ga = be.binary("div", grad, b) if self.needs_input_grad[0] else None
         gb = None
         if self._b_needs_grad():   # d(a/b)/db = -a / b^2
-            gb = be.unary("neg", be.binary("div", be.binary("mul", grad, a), be.binary("mul", b, b)))
+            gb = be.unary("neg", be.binary("div", be.binary("mul", grad, a),
+                                           be.binary("mul", b, b)))
         return self._grads(grad, ga, gb)
 
 
@@ -228,7 +229,8 @@ class Tanh(Function):
 
     def backward(self, grad):   # 1 - tanh^2
         be, (y,) = self.backend, self.saved
-        return be.binary("mul", grad, be.binary("sub", be.full((), 1, y.dtype), be.binary("mul", y, y)))
+        one = be.full((), 1, y.dtype)
+        return be.binary("mul", grad, be.binary("sub", one, be.binary("mul", y, y)))
 
 
 class Sigmoid(Function):

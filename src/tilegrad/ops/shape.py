@@ -53,8 +53,8 @@ class Index(Function):
     def forward(self, x, key):
         self.in_shape, self.key = tuple(x.shape), key
         # Basic indexing (ints, slices, None, ...) is a view in PyTorch; here it is a copy.
-        self.copies_a_view = all(k is None or k is Ellipsis or isinstance(k, (numbers.Integral, slice))
-                                 for k in key)
+        self.copies_a_view = all(
+            k is None or k is Ellipsis or isinstance(k, (numbers.Integral, slice)) for k in key)
         return self.backend.index(x, key)
 
     def backward(self, grad):

@@ -84,7 +84,8 @@ class StepLR:
             lrs = state_dict[name]
             if not isinstance(lrs, (list, tuple)) or len(lrs) != len(self.optimizer.param_groups):
                 raise ValueError(f"StepLR.load_state_dict: {name} must hold one learning rate per "
-                                 f"parameter group ({len(self.optimizer.param_groups)}), got {lrs!r}")
+                                 f"parameter group ({len(self.optimizer.param_groups)}), "
+                                 f"got {lrs!r}")
             for lr in lrs:
                 check_hyperparameter(lr, "learning rate", lambda v: 0.0 <= v)
         self.step_size, self.gamma = state_dict["step_size"], state_dict["gamma"]

@@ -246,14 +246,16 @@ class Optimizer:
         for k, s in state_dict["state"].items():
             p = by_index.get(int(k))
             if p is None:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown parameter {k}")
+                raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown "
+                                 f"parameter {k}")
             entry = {}
             for name, v in s.items():
                 v = v.numpy() if isinstance(v, Tensor) else v
                 if isinstance(v, np.ndarray) and v.ndim > 0:
                     if tuple(v.shape) != p.shape:
                         raise ValueError(f"{type(self).__name__}.load_state_dict: '{name}' of "
-                                         f"parameter {k} has shape {tuple(v.shape)}, the parameter {p.shape}")
+                                         f"parameter {k} has shape {tuple(v.shape)}, "
+                                         f"the parameter {p.shape}")
                     v = Tensor(p.device.backend.from_numpy(v.astype(p.dtype)), p.device)
                 else:
                     v = self._load_scalar(name, v.item() if isinstance(v, np.ndarray) else v,

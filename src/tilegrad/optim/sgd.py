@@ -12,8 +12,9 @@ from .optimizer import Optimizer, _Params, check_hyperparameter
 
 
 class SGD(Optimizer):
-    """``d = g + weight_decay*p``; with momentum ``buf = momentum*buf + (1-dampening)*d`` (``buf = d``
-    on the first step), ``d = d + momentum*buf`` (Nesterov) or ``d = buf``; then ``p -= lr*d``.
+    """``d = g + weight_decay*p``; with momentum ``buf = momentum*buf + (1-dampening)*d``
+    (``buf = d`` on the first step), ``d = d + momentum*buf`` (Nesterov) or ``d = buf``; then
+    ``p -= lr*d``.
 
     The parameters of a group with gradients are updated together, one ``sgd_step_multi`` per
     device and dtype (one launch on "cuda" for up to 16 of them; with momentum one more that

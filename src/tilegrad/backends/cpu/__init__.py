@@ -64,7 +64,8 @@ def _missing_reason(error):
 
 
 def _backend(choice):
-    """The backend module for ``choice``; ``cpp`` raises RuntimeError if the extension is missing."""
+    """The backend module for ``choice``; ``cpp`` raises RuntimeError if the extension is
+    missing."""
     if choice not in CHOICES:
         raise ValueError(f"cpu has backends {', '.join(CHOICES)}, not {choice!r}")
     if choice == "numpy":

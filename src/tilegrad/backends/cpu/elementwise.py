@@ -44,8 +44,9 @@ def binary(op, a, b):
             b = np.asarray(b, dtype=a.dtype)
         if isinstance(b, np.ndarray) and b.dtype == a.dtype:
             ca, cb = _compact(a), _compact(b)
-            if (ca.shape != a.shape or cb.shape != b.shape) and \
-                    np.broadcast_shapes(ca.shape, cb.shape) != np.broadcast_shapes(a.shape, b.shape):
+            if ((ca.shape != a.shape or cb.shape != b.shape)
+                    and np.broadcast_shapes(ca.shape, cb.shape)
+                    != np.broadcast_shapes(a.shape, b.shape)):
                 ca, cb = contiguous(a), contiguous(b)    # both cut along one dimension
             return ext.binary(op, ca, cb)
     return spec.binary(op, a, b)

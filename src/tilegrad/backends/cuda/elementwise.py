@@ -392,7 +392,8 @@ def _signatures():
         arr = f[::1]
         sigs += [
             ("unary_fwd_kernel1", unary_fwd_kernel1, (arr, arr, int64, int64)),
-            ("binary_fwd_kernel1", binary_fwd_kernel1, (arr, arr, arr, idx, idx, idx, int64, int64)),
+            ("binary_fwd_kernel1", binary_fwd_kernel1,
+             (arr, arr, arr, idx, idx, idx, int64, int64)),
             ("compare_fwd_kernel1", compare_fwd_kernel1,
              (arr, arr, boolean[::1], idx, idx, idx, int64, int64)),
             ("binary_scalar_fwd_kernel1", binary_scalar_fwd_kernel1, (arr, f, arr, int64, int64)),

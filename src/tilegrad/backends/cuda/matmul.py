@@ -276,8 +276,10 @@ def _batch_offsets(a_shape, b_shape, a_mat, b_mat):
     a_batch, b_batch = a_shape, b_shape
     batch = np.broadcast_shapes(a_batch, b_batch)
     count = int(np.prod(batch, dtype=np.int64))
-    a_idx = np.broadcast_to(np.arange(int(np.prod(a_batch, dtype=np.int64))).reshape(a_batch), batch)
-    b_idx = np.broadcast_to(np.arange(int(np.prod(b_batch, dtype=np.int64))).reshape(b_batch), batch)
+    a_idx = np.broadcast_to(
+        np.arange(int(np.prod(a_batch, dtype=np.int64))).reshape(a_batch), batch)
+    b_idx = np.broadcast_to(
+        np.arange(int(np.prod(b_batch, dtype=np.int64))).reshape(b_batch), batch)
     return batch, count, constant((a_idx.reshape(-1) * a_mat).astype(np.int64)), \
         constant((b_idx.reshape(-1) * b_mat).astype(np.int64))
 

@@ -15,9 +15,9 @@ named ``sum_fwd_kernel<version>`` and ``amax_fwd_kernel<version>``:
   the batch axis: consecutive threads read consecutive outputs' elements), strided by ``n_red``
   when they are (the sum of each row); few threads when there are few outputs (a sum over
   everything runs on one thread).
-- v2, the default, one block per output (a grid-stride loop over outputs): thread ``t`` takes reduced indices
-  ``t, t+block, ...``, the block combines its partials by a tree in shared memory
-  (``common.block_sum``, ``common.block_max``: log2(block) + 2 barriers).
+- v2, the default, one block per output (a grid-stride loop over outputs): thread ``t`` takes
+  reduced indices ``t, t+block, ...``, the block combines its partials by a tree in shared
+  memory (``common.block_sum``, ``common.block_max``: log2(block) + 2 barriers).
 - v3: v2 with the partials combined by warp shuffles (``warp.block_sum``,
   ``warp.block_max``: 5 register exchanges a warp, 8 shared slots, 2 barriers at 256 threads).
   Numba shuffles 32- and 64-bit values only, so v3 runs bool inputs through v2's kernel.
@@ -194,7 +194,8 @@ def _reduce_layout(shape, axes):
     strides = rt.c_strides(shape)
     kept = rt.coalesce([(shape[d], strides[d]) for d in range(len(shape)) if d not in axes])
     red = rt.coalesce([(shape[d], strides[d]) for d in axes])
-    arrays = [np.array([p[k] for p in dims], dtype=np.int64) for dims in (kept, red) for k in (0, 1)]
+    arrays = [np.array([p[k] for p in dims], dtype=np.int64)
+              for dims in (kept, red) for k in (0, 1)]
     return tuple(rt.constant(a) for a in arrays)
 
 

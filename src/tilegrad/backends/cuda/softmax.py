@@ -13,11 +13,12 @@ row's partial results are combined (``common.row_walk``):
   for wide rows: R threads in all (700 for the LM loss: a few warps per multiprocessor, too few
   loads in flight to cover DRAM latency), and uncoalesced: consecutive threads read addresses
   C elements apart, so each 32-lane load touches 32 cache lines.
-- v2, the default, one block per row (a grid-stride loop over rows past ``MAX_ROW_BLOCKS``): thread ``t`` walks
-  columns ``t, t+block, ...`` (consecutive threads read consecutive elements: coalesced), keeps a
-  private max or sum, and the block combines its ``block`` partials by a tree in shared memory
-  (``common.block_max``, ``common.block_sum``): log2(block) levels, a barrier after each, two
-  reductions per row (max, sum), so 2 x 10 barriers a row at 256 threads.
+- v2, the default, one block per row (a grid-stride loop over rows past ``MAX_ROW_BLOCKS``):
+  thread ``t`` walks columns ``t, t+block, ...`` (consecutive threads read consecutive elements:
+  coalesced), keeps a private max or sum, and the block combines its ``block`` partials by a
+  tree in shared memory (``common.block_max``, ``common.block_sum``): log2(block) levels, a
+  barrier after each, two reductions per row (max, sum), so 2 x 10 barriers a row at 256
+  threads.
 - v3: v2 with the partials combined by warp shuffles (``warp.block_max``,
   ``warp.block_sum``): five register exchanges within each warp, one shared slot per warp, two
   barriers per reduction (4 a row instead of 20) and no shared-memory tree. Same DRAM traffic as
