@@ -11,7 +11,3 @@ except ImportError:   # parity tests skip; on CI that is an error (conftest)
 
 def on_ci():
     return bool(os.environ.get("CI"))
-
-
-# Until every test imports them from tilegrad.testing.
-from tilegrad.testing import assert_close, guarded, rng  # noqa: E402,F401
