@@ -140,11 +140,12 @@ def _ptx_row(family, version, cc, rows):
         return Row("ptx", family.name, version, cc, "fail",
                    f"{len(bad)} of {len(rows)} kernels fail to compile or spill",
                    [line for line in lines if "FAILED" in line or "SPILLS" in line])
-    regs = [r["registers"] for r in rows]
+    low, high = min(r["registers"] for r in rows), max(r["registers"] for r in rows)
+    regs = f"{low}-{high}" if low != high else f"{low}"
     smem = max(r["smem"] for r in rows)
     return Row("ptx", family.name, version, cc, "pass",
-               f"{len(rows)} kernels: {min(regs)}-{max(regs)} registers, shared memory up to "
-               f"{smem} B, no spills", lines)
+               f"{len(rows)} kernels: {regs} registers, shared memory up to {smem} B, "
+               "no spills", lines)
 
 
 def sass_rows(family, out):
