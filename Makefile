@@ -66,9 +66,10 @@ test: setup data ext
 
 # The source distribution on its own, away from this checkout: build it, check that the wheel
 # built from it carries py.typed, unpack it into a temporary folder, install it there as `make
-# test` does (editable, into a fresh venv: the tests run helpers with PYTHONPATH=src and read the
-# kernels' sources), and run SDIST_TESTS from the unpacked folder. The temporary folder is removed
-# at the end. `make sdist-check SDIST_TESTS=tests` runs the whole suite so. Not part of `make test`.
+# test` does (editable, with the same extras, into a fresh venv: the tests run helpers with
+# PYTHONPATH=src, read the kernels' sources and draw curves), and run SDIST_TESTS from the
+# unpacked folder. The temporary folder is removed at the end. `make sdist-check
+# SDIST_TESTS=tests` runs the whole suite so. Not part of `make test`.
 SDIST_TESTS ?= tests/test_packaging.py tests/test_ops.py tests/test_cpu_backend.py tests/test_functional.py
 sdist-check:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
@@ -80,7 +81,7 @@ sdist-check:
 	"$$tmp/tools/bin/python" -m zipfile -l "$$tmp"/dist/*.whl | grep -q "tilegrad/py.typed" \
 	  || { echo "sdist-check: the wheel has no tilegrad/py.typed"; exit 1; }; \
 	cd "$$unpacked"; $(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/pip" install -q -e '.[dev,sim]'; \
+	"$$tmp/venv/bin/pip" install -q -e '.[dev,cli,sim]'; \
 	"$$tmp/venv/bin/pip" install -q '$(TORCH)' || echo "warning: $(TORCH) did not install"; \
 	"$$tmp/venv/bin/tilegrad" --version; "$$tmp/venv/bin/tilegrad" info | grep "^  cpp: " || true; \
 	NUMBA_ENABLE_CUDASIM=1 "$$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider $(SDIST_TESTS)
