@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import spy_on_versions
 from tilegrad.testing import assert_close, rng
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
@@ -86,23 +87,12 @@ def test_v2_is_the_default(monkeypatch):
     assert kernels.versions()[red.FAMILY] == (("v1", "v2", "v3"), "v2")
 
 
-def _spy(ran, version, op, launcher):
-    """``launcher``, noting (version, op) in ``ran`` at each call."""
-    def spy(*args):
-        ran.append((version, op))
-        return launcher(*args)
-    return spy
-
-
 @pytest.mark.parametrize("name", VERSIONS)
 def test_kernels_use_switches_the_version_tensors_and_conv_run(name, monkeypatch):
     """Tensor.sum and Tensor.amax on device "cuda" (the backend's primitives), and this module's
     ``sum`` (what conv's bias gradient calls), run the version chosen by kernels.use."""
     monkeypatch.setattr(kernels, "_chosen", {"_env": True})      # choices undone afterwards
-    ran = []
-    for v, launchers in red.VERSIONS.items():
-        for op in ("sum", "amax"):
-            monkeypatch.setattr(launchers, op, _spy(ran, v, op, getattr(launchers, op)))
+    ran = spy_on_versions(monkeypatch, red.VERSIONS, ("sum", "amax"))
     kernels.use(red.FAMILY, name)
     x = _x((3, 7), seed=8)
     t = tg.tensor(x, dtype=tg.float64, device="cuda", requires_grad=True)

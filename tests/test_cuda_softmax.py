@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import spy_on_versions
 from tilegrad.testing import assert_close, guarded, rng
 
 if not os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -247,24 +248,13 @@ def test_v2_is_the_default_and_v1_v2_v3_are_registered(monkeypatch):
     assert kernels.launcher(sm.FAMILY) is sm.VERSIONS["v2"]
 
 
-def _spy(ran, version, op, launcher):
-    """``launcher``, noting (version, op) in ``ran`` at each call."""
-    def spy(*args):
-        ran.append((version, op))
-        return launcher(*args)
-    return spy
-
-
 @pytest.mark.parametrize("name", VERSIONS)
 def test_kernels_use_switches_the_version_autograd_runs(name, monkeypatch):
     """F.cross_entropy ('mean') and F.log_softmax on device "cuda", forward and backward, run
     the launchers of the version chosen by kernels.use, and match the NumPy backend."""
     monkeypatch.setattr(kernels, "_chosen", {"_env": True})      # choices undone afterwards
-    ran = []
-    for v, launchers in sm.VERSIONS.items():
-        for op in ("log_softmax_fwd", "log_softmax_bwd", "cross_entropy_fwd",
-                   "cross_entropy_bwd"):
-            monkeypatch.setattr(launchers, op, _spy(ran, v, op, getattr(launchers, op)))
+    ran = spy_on_versions(monkeypatch, sm.VERSIONS, ("log_softmax_fwd", "log_softmax_bwd",
+                                                     "cross_entropy_fwd", "cross_entropy_bwd"))
     kernels.use(sm.FAMILY, name)
     x, t = _logits((7, 33), seed=15, scale=4.0), _target(7, 33, seed=16)
     logits = tg.tensor(x, dtype=tg.float64, device="cuda", requires_grad=True)
