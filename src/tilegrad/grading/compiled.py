@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+from tilegrad.backends.cuda import sass
+
 from . import families
 from .oracle import run_worker
 from .result import Row
@@ -184,16 +186,14 @@ def mix_line(r):
     if not h:
         text = f"no loop; {r.get('instructions')} instructions"
     else:
-        mem = ", ".join(f"{k} x{v}" for k, v in sorted(h["mem"].items(), key=lambda kv: -kv[1]))
-        share = "?" if h["fma_share"] is None else f"{100 * h['fma_share']:.0f}%"
-        text = f"hot loop {h['instructions']} instructions, FMA {h['fma']} ({share}), " \
-               f"memory {mem or 'none'}"
+        text = (f"hot loop {h['instructions']} instructions, FMA {h['fma']} "
+                f"({sass.percent(h['fma_share'])}), memory {sass.counts_text(h['mem'], 'none')}")
     g = r.get("gemm")
     if g:
         text += f"; issue bound {g['bound']} TFLOP/s ({g['share_of']} FMA share x {g['peak']})"
     o = r.get("occupancy")
     if o:
-        text += f"; occupancy {100 * o['occupancy']:.0f}% ({o['limiter']})"
+        text += f"; occupancy {sass.percent(o['occupancy'])} ({o['limiter']})"
     return text
 
 

@@ -350,13 +350,15 @@ def report_rows(rows, meta=None):
     return out
 
 
-def _pct(x):
+def percent(x):
+    """A share as a whole percentage ("?" when unknown)."""
     return "?" if x is None else f"{100 * x:.0f}%"
 
 
-def _list(counts):
+def counts_text(counts, empty="-"):
+    """``{"LDS.128": 4, ...}`` as "LDS.128 x4, ...", most frequent first."""
     return ", ".join(f"{k} x{v}" for k, v in sorted((counts or {}).items(),
-                                                     key=lambda kv: (-kv[1], kv[0]))) or "-"
+                                                     key=lambda kv: (-kv[1], kv[0]))) or empty
 
 
 def _table(head, lines):
@@ -377,14 +379,16 @@ def family_table(rows):
         if r["error"]:
             lines.append([name] + ["-"] * (len(head) - 2) + [f"no SASS: {r['error']}"])
             continue
-        occ = "-" if o is None else (f"{_pct(o['occupancy'])}, {o['blocks']} block"
+        occ = "-" if o is None else (f"{percent(o['occupancy'])}, {o['blocks']} block"
                                      f"{'s' * (o['blocks'] != 1)} ({o['limiter']})")
         if o is not None and not r["threads"]:
             occ = f"? ({ASSUMED_THREADS} assumed: {occ})"
-        lines.append([name, r["registers"], r["smem"], r["spills"], r["threads"] or "?", occ] + (
-            [h["instructions"], f"{h['fma']} ({_pct(h['fma_share'])})", _list(h["mem"]),
-             f"{h['int']} ({_pct(h['int_share'])})", h["barriers"], h["branches"]]
-            if h else ["no loop"] + ["-"] * 5) + [f"{_list(h.get('calls'))}; {_list(r['calls'])}"])
+        loop = ([h["instructions"], f"{h['fma']} ({percent(h['fma_share'])})",
+                 counts_text(h["mem"]), f"{h['int']} ({percent(h['int_share'])})",
+                 h["barriers"], h["branches"]] if h else ["no loop"] + ["-"] * 5)
+        calls = f"{counts_text(h.get('calls'))}; {counts_text(r['calls'])}"
+        lines.append([name, r["registers"], r["smem"], r["spills"], r["threads"] or "?", occ]
+                     + loop + [calls])
     return _table(head, lines)
 
 
@@ -395,10 +399,10 @@ def gemm_table(rows):
     for r in (r for r in rows if r["gemm"]):
         g, h, kt = r["gemm"], r["hot"], r["ktile"]
         lines.append([r["name"] + (" (default)" * r["default"]),
-                      f"{h['instructions']}, {_pct(h['fma_share'])}",
+                      f"{h['instructions']}, {percent(h['fma_share'])}",
                       "-" if not kt else f"{kt['steps'] or '?'}, {kt['instructions']}, "
-                                         f"{_pct(kt['fma_share'])}",
-                      f"{_pct(g['share'])} ({g['share_of']}) x {g['peak']} = {g['bound']}",
+                                         f"{percent(kt['fma_share'])}",
+                      f"{percent(g['share'])} ({g['share_of']}) x {g['peak']} = {g['bound']}",
                       (r["occupancy"] or {}).get("blocks", "?"),
                       "; ".join(f"{lab}: {n} = {w} waves" for lab, n, w in g["grids"])])
     return _table(head, lines)
