@@ -246,7 +246,7 @@ def test_dropout_is_one_launch_each_way_and_no_copy():
     x = tg.tensor(rng(4).standard_normal((5, 9)), device="cuda")
     state = tg_random.device_state(x.device)
     before = rt.counts()
-    y, mask = be.dropout_fwd(x.data, 0.3, state)
+    y, mask = be.dropout_fwd(x._data, 0.3, state)
     mid = rt.counts()
     be.dropout_bwd(y, mask, 0.3)
     after = rt.counts()

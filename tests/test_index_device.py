@@ -55,7 +55,7 @@ def test_values_match_numpy_and_take_the_device_path(name, dtype):
     x_np = make_x(dtype)
     x = tg.tensor(x_np, device="cuda")
     key = make_key(idx_tensor(values, "cuda"))
-    assert L._index_plan(SHAPE, tuple(k.data if isinstance(k, tg.Tensor) else k
+    assert L._index_plan(SHAPE, tuple(k._data if isinstance(k, tg.Tensor) else k
                                       for k in key)) is not None
     want = x_np[make_key(np.array(values, dtype=np.int64))]
     got = x[key].numpy()
@@ -174,9 +174,9 @@ def test_gather_is_one_launch_and_its_backward_one_launch_and_one_fill():
     idx = idx_tensor([3, 0, 3], "cuda")
     x[idx]                                                      # shape tables made
     before = rt.counts()
-    y = L.index(x.data, (idx.data,))
+    y = L.index(x._data, (idx._data,))
     mid = rt.counts()
-    L.index_bwd(y, (idx.data,), SHAPE)
+    L.index_bwd(y, (idx._data,), SHAPE)
     after = rt.counts()
     assert (mid["kernels"] - before["kernels"], mid["copies"] - before["copies"]) == (1, 0)
     assert (after["kernels"] - mid["kernels"], after["copies"] - mid["copies"]) == (1, 1)

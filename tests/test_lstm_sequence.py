@@ -174,7 +174,7 @@ def test_launches_per_layer(steps, h0_grad):
         pytest.skip(f"device cuda unavailable: {tg.device('cuda').reason}")
     inputs = _layer_tensors(steps, 2, 3, 4, h0_grad)
     r = rng(1)
-    grads = [tg.tensor(r.standard_normal(s), device="cuda", dtype=tg.float32).data
+    grads = [tg.tensor(r.standard_normal(s), device="cuda", dtype=tg.float32)._data
              for s in ((steps, 2, 4), (2, 4), (2, 4))]
     for _ in range(2):                  # the first run makes its cached tables: count the second
         before = _counts()

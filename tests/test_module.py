@@ -212,7 +212,7 @@ def test_state_dict_holds_numpy_copies():
     sd["head.bias"][...] = 7
     assert np.array_equal(net.head.weight.numpy(), before)
     assert not np.any(net.head.bias.numpy() == 7)
-    assert not np.shares_memory(net.state_dict()["head.weight"], net.head.weight.data)
+    assert not np.shares_memory(net.state_dict()["head.weight"], net.head.weight._data)
 
 
 @needs_torch

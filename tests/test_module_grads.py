@@ -37,7 +37,7 @@ def check_module_grads(m, arrays, eps=1e-6, rtol=1e-5, atol=1e-8):
             return _objective(m, [tg.tensor(a) for a in arrays], weights).item()
 
     for name, p in m.named_parameters():
-        flat = p.data.reshape(-1)            # the NumPy backend's storage, perturbed in place
+        flat = p._data.reshape(-1)            # the NumPy backend's storage, perturbed in place
         num = np.zeros(flat.size)
         for i in range(flat.size):
             keep = flat[i]

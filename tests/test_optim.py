@@ -244,7 +244,7 @@ def test_adam_loads_torch_state_dict_and_continues_like_torch():
         th_opt.step()
     with tg.no_grad():
         for a, b in zip(tg_p, th_p):
-            a.data[...] = b.detach().numpy()
+            a._data[...] = b.detach().numpy()
     ref = th_opt.state_dict()
     sd = {"state": {k: {n: v.numpy() for n, v in s.items()} for k, s in ref["state"].items()},
           "param_groups": [dict(g) for g in ref["param_groups"]]}

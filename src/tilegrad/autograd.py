@@ -166,7 +166,7 @@ class Function:
                                           f"({dev} and {t.device})")
         needs = tuple(t.requires_grad for t in tensors)
         fn = cls(dev.backend, needs)
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays = [a._data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*arrays, **kwargs)
         dev = getattr(fn, "out_device", dev)   # set by the one Function that changes device
         record = is_grad_enabled() and any(needs)
@@ -194,7 +194,7 @@ class Function:
         """For each saved array that is an input's or output's storage, its version now."""
         noted = []
         for pos, s in enumerate(self.saved):
-            owner = next((t for t in (*inputs, *outputs) if t.data is s), None)
+            owner = next((t for t in (*inputs, *outputs) if t._data is s), None)
             if owner is not None:
                 noted.append((pos, owner._version_counter, owner._version_counter.value))
         self.saved_versions = tuple(noted)

@@ -67,9 +67,9 @@ class InplaceOps:
                 f"not supported. Use an out-of-place operation.")
         if out._ctx is not None:   # nodes just made that saved our array need its old value
             for fn in _nodes_since(out._ctx, first_node):
-                fn._protect(self.data, self._be)
-        if out.data is not self.data:
-            self._be.copy_into(self.data, out.data)
+                fn._protect(self._data, self._be)
+        if out._data is not self._data:
+            self._be.copy_into(self._data, out._data)
         self._version_counter.bump(op)
         if out._ctx is not None:
             self._ctx, self._out_index = out._ctx, out._out_index

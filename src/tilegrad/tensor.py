@@ -58,7 +58,7 @@ class Tensor(InplaceOps):
     __array_priority__ = 1000   # so that ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data: Any, device: Device, requires_grad: bool = False) -> None:
-        self.data = data
+        self._data = data
         self.device = device
         self.grad = None
         self._ctx = None
@@ -109,15 +109,15 @@ class Tensor(InplaceOps):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self._data.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return len(self.data.shape)
+        return len(self._data.shape)
 
     def dim(self) -> int:
         return self.ndim
@@ -134,6 +134,22 @@ class Tensor(InplaceOps):
         return self.shape[0]
 
     @property
+    def data(self) -> Tensor:
+        """The same values outside the graph, sharing the storage (as PyTorch's ``.data``): an
+        in-place change through it, such as ``p.data.add_(g, alpha=-lr)``, changes ``self``
+        without being recorded. Prefer ``detach()`` and ``no_grad()`` in new code."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        # PyTorch's ``t.data = other``: ``t`` now holds ``other``'s storage (shape, dtype and
+        # device may change), its graph and gradient left as they were.
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data: expects a Tensor, got {type(value).__name__}")
+        self._data, self.device = value._data, value.device
+        self._version_counter = value._version_counter
+
+    @property
     def _be(self):
         return self.device.backend
 
@@ -141,7 +157,7 @@ class Tensor(InplaceOps):
     def numpy(self) -> np.ndarray:
         """A NumPy copy of the values (on any device)."""
         self._host_read("Tensor.numpy")
-        return self._be.to_numpy(self.data)
+        return self._be.to_numpy(self._data)
 
     def tolist(self) -> list[Any] | _Number:
         self._host_read("Tensor.tolist")
@@ -163,7 +179,7 @@ class Tensor(InplaceOps):
     def detach(self) -> Tensor:
         """The same values, cut from the graph. It shares the storage (and so the version
         counter): changing it in place changes ``self``."""
-        out = Tensor(self.data, self.device, False)
+        out = Tensor(self._data, self.device, False)
         out._version_counter, out._base = self._version_counter, self._base
         return out
 
@@ -186,7 +202,7 @@ class Tensor(InplaceOps):
             if dtype != self.dtype and dtype in dtypes.FLOATING:
                 out = S.Cast.apply(out, dtype)
             elif dtype != self.dtype:   # an integer result has no gradient: outside the graph
-                out = Tensor(self._be.astype(self.data, dtype), self.device)
+                out = Tensor(self._be.astype(self._data, dtype), self.device)
         if device is not None:
             dev = get_device(device)
             if dev != self.device:
@@ -253,7 +269,7 @@ class Tensor(InplaceOps):
             if gradient.device != self.device:
                 raise ValueError(f"backward: gradient is on {gradient.device}, "
                                  f"the tensor on {self.device}")
-            g = gradient.data
+            g = gradient._data
         autograd.backward(self, g, retain_graph=bool(retain_graph))
 
     def _zero_grad(self, set_to_none=True):
@@ -268,7 +284,7 @@ class Tensor(InplaceOps):
         if self.grad is None:
             self.grad = Tensor(g if owned else self._be.copy(g), self.device)
         else:
-            self.grad = Tensor(self._be.binary("add", self.grad.data, g), self.device)
+            self.grad = Tensor(self._be.binary("add", self.grad._data, g), self.device)
 
     # ------------------------------------------------------------ arithmetic
     def _floating(self):
@@ -361,13 +377,13 @@ class Tensor(InplaceOps):
             C.same_device(op, self, other)
             C.broadcast(op, self.shape, other.shape)
             dtype = C.result_type(self, other)
-            b = other.data if other.dtype == dtype else self._be.astype(other.data, dtype)
+            b = other._data if other.dtype == dtype else self._be.astype(other._data, dtype)
         elif isinstance(other, _Scalar):
             dtype = C.result_type_scalar(self.dtype, other)
             b = C.scalar(other, dtype)
         else:
             return NotImplemented
-        a = self.data if self.dtype == dtype else self._be.astype(self.data, dtype)
+        a = self._data if self.dtype == dtype else self._be.astype(self._data, dtype)
         return Tensor(self._be.binary(op, a, b), self.device)
 
     def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
@@ -482,9 +498,9 @@ class Tensor(InplaceOps):
         """The backend's argmax along ``axis``, or of the flattened tensor (None; also for a 0-d
         tensor, which has no axis to name), as an int64 tensor outside the graph."""
         if axis is None or self.ndim == 0:
-            out = self._be.argmax(self._be.reshape(self.data, (-1,)), 0, False)
+            out = self._be.argmax(self._be.reshape(self._data, (-1,)), 0, False)
             return Tensor(self._be.reshape(out, (1,) * self.ndim) if keepdim else out, self.device)
-        return Tensor(self._be.argmax(self.data, axis, keepdim), self.device)
+        return Tensor(self._be.argmax(self._data, axis, keepdim), self.device)
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape: _Size) -> Tensor:
@@ -587,7 +603,7 @@ class Tensor(InplaceOps):
         # Checked first on a stand-in of the same shape, with host stand-ins of index tensors (a
         # GPU array cannot index a NumPy one); the backend takes the key as it is.
         host = tuple(_index_stand_in(k) if isinstance(k, Tensor) else k for k in key)
-        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+        key = tuple(k._data if isinstance(k, Tensor) else k for k in key)
         try:
             np.empty(self.shape, dtype=np.bool_)[host]
         except (IndexError, ValueError) as e:   # ValueError: a slice step of 0

@@ -333,7 +333,7 @@ def _lstm_sequence_case(t, b, i, h):
                 tx.grad = None
                 out, _ = model(tx)
                 (out * tw).sum().backward()
-                return tuple(v.data for v in [out, tx.grad] + [p.grad for p in params])
+                return tuple(v._data for v in [out, tx.grad] + [p.grad for p in params])
 
             return run
 

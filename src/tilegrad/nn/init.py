@@ -13,7 +13,7 @@ from ..tensor import Tensor
 def _fill(tensor, values):
     with no_grad():
         be = tensor.device.backend
-        be.copy_into(tensor.data, be.from_numpy(np.asarray(values, dtype=tensor.dtype)))
+        be.copy_into(tensor._data, be.from_numpy(np.asarray(values, dtype=tensor.dtype)))
     tensor._version_counter.bump("nn.init")   # an in-place write, as any other
     return tensor
 

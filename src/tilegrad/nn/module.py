@@ -21,7 +21,7 @@ class Parameter(Tensor):
     def __init__(self, data: Tensor, requires_grad: bool = True) -> None:
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter: expects a Tensor, got {type(data).__name__}")
-        super().__init__(data.data, data.device, requires_grad)
+        super().__init__(data._data, data.device, requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -169,7 +169,7 @@ class Module:
                         continue
                     moved = p.to(device, dtype)
                     if moved is not p:
-                        p.data, p.device = moved.data, moved.device
+                        p._data, p.device = moved._data, moved.device
                         p.grad = None
         return self
 
@@ -212,7 +212,7 @@ class Module:
             arrays[k] = v.astype(p.dtype)
         for k, v in arrays.items():   # everything checked: now write
             p = own[k]
-            p.device.backend.copy_into(p.data, p.device.backend.from_numpy(v))
+            p.device.backend.copy_into(p._data, p.device.backend.from_numpy(v))
             p._version_counter.bump("load_state_dict")
         return IncompatibleKeys(missing, unexpected)
 

@@ -55,13 +55,13 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
                                   f"({', '.join(sorted(d.name for d in devices))})")
     be = grads[0].device.backend
     with no_grad():
-        total = be.norm_multi([g.data for g in grads])
+        total = be.norm_multi([g._data for g in grads])
         if error_if_nonfinite and not math.isfinite(float(be.to_numpy(total))):
             raise RuntimeError(f"The total norm of order {float(norm_type)} for gradients from "
                                f"`parameters` is non-finite, so it cannot be clipped. To disable "
                                f"this error and scale the gradients by the non-finite norm "
                                f"anyway, set `error_if_nonfinite=False`")
-        be.clip_scale_multi([g.data for g in grads], total, max_norm)
+        be.clip_scale_multi([g._data for g in grads], total, max_norm)
     for g in grads:
         g._version_counter.bump("clip_grad_norm_")
     return Tensor._make(total, grads[0].device, False)

@@ -66,8 +66,8 @@ class Adam(Optimizer):
                 b1, b2 = g["betas"]
                 states = [self.state[p] for p in params]
                 device.backend.adam_step_multi(
-                    [p.data for p in params], [p.grad.data for p in params],
-                    [s["exp_avg"].data for s in states], [s["exp_avg_sq"].data for s in states],
-                    [s["step"].data for s in states], lr, b1, b2, g["eps"], g["weight_decay"])
+                    [p._data for p in params], [p.grad._data for p in params],
+                    [s["exp_avg"]._data for s in states], [s["exp_avg_sq"]._data for s in states],
+                    [s["step"]._data for s in states], lr, b1, b2, g["eps"], g["weight_decay"])
                 for p in params:
                     p._version_counter.bump("Adam.step")   # backward must not use the old value

@@ -108,12 +108,12 @@ class Optimizer:
             g = p.grad
             if g is None:
                 continue
-            if g._ctx is not None or not g.data.flags.c_contiguous:
+            if g._ctx is not None or not g._data.flags.c_contiguous:
                 p._zero_grad(False)
             else:
                 by_device.setdefault(g.device, []).append(g)
         for device, grads in by_device.items():
-            device.backend.fill_multi([g.data for g in grads], 0)
+            device.backend.fill_multi([g._data for g in grads], 0)
             for g in grads:
                 g._version_counter.bump("zero_grad")
 
@@ -202,7 +202,7 @@ class Optimizer:
         index = {id(p): k for k, p in enumerate(self._params())}
         state = {}
         for p, s in self.state.items():
-            state[index[id(p)]] = {k: (v.device.backend.to_numpy(v.data) if isinstance(v, Tensor)
+            state[index[id(p)]] = {k: (v.device.backend.to_numpy(v._data) if isinstance(v, Tensor)
                                        else copy.deepcopy(v)) for k, v in s.items()}
         groups = []
         for g in self.param_groups:

@@ -62,10 +62,10 @@ class SGD(Optimizer):
             for _, g, device, _, params, lr in self._plan():
                 bufs = steps = None
                 if g["momentum"]:
-                    bufs = [self.state[p]["momentum_buffer"].data for p in params]
-                    steps = [self._counts[p].data for p in params]
+                    bufs = [self.state[p]["momentum_buffer"]._data for p in params]
+                    steps = [self._counts[p]._data for p in params]
                 device.backend.sgd_step_multi(
-                    [p.data for p in params], [p.grad.data for p in params], bufs, steps, lr,
+                    [p._data for p in params], [p.grad._data for p in params], bufs, steps, lr,
                     g["momentum"], g["dampening"], g["weight_decay"], g["nesterov"])
                 for p in params:
                     p._version_counter.bump("SGD.step")   # backward must not use the old value
