@@ -40,6 +40,8 @@ class Module:
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", collections.OrderedDict())
         object.__setattr__(self, "_modules", collections.OrderedDict())
+        object.__setattr__(self, "_buffers", collections.OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -49,8 +51,13 @@ class Module:
         plain tensor never silently replaces a parameter."""
         if "_parameters" not in self.__dict__:
             raise AttributeError("Module.__init__() must be called before assigning attributes")
-        params, modules = self._parameters, self._modules
-        if isinstance(value, Parameter):
+        params, modules, buffers = self._parameters, self._modules, self._buffers
+        if name in buffers and not isinstance(value, (Parameter, Module)):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' of "
+                                f"{type(self).__name__} (tilegrad.Tensor or None expected)")
+            buffers[name] = value
+        elif isinstance(value, Parameter):
             modules.pop(name, None)
             params[name] = value
         elif name in params:
@@ -73,6 +80,8 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
+        self._non_persistent_buffers_set.discard(name)
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -82,6 +91,29 @@ class Module:
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Register ``tensor`` as a buffer: state that is not a parameter (BatchNorm's running
+        mean, say). ``to()`` moves it with the parameters; it is in ``state_dict`` unless
+        ``persistent=False``. ``tensor`` may be None (an absent buffer, left out of the state)."""
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("Module.__init__() must be called before register_buffer")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: a buffer's name is a non-empty string without "
+                           f"'.', got {name!r}")
+        if name in self._parameters or name in self._modules or (
+                hasattr(self, name) and name not in self._buffers):
+            raise KeyError(f"register_buffer: attribute '{name}' already exists in "
+                           f"{type(self).__name__}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: cannot assign '{type(tensor).__name__}' as buffer "
+                            f"'{name}' (tilegrad.Tensor or None expected)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
+        object.__setattr__(self, name, tensor)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
@@ -129,6 +161,34 @@ class Module:
     def parameters(self) -> Iterator[Parameter]:
         return (p for _, p in self.named_parameters())
 
+    def named_buffers(self, prefix: str = "",
+                      recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) for every buffer, each once, in registration order."""
+        seen = set()
+        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for mod_name, m in mods:
+            for name, b in m._buffers.items():
+                if b is None or id(b) in seen:
+                    continue
+                seen.add(id(b))
+                yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def _state_slots(self, prefix=""):
+        """(dotted name, tensor) for every entry of ``state_dict``: each module's parameters,
+        then its persistent buffers, then its children's, as the keys of torch's."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent_buffers_set:
+                yield prefix + name, b
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m._state_slots(f"{prefix}{name}.")
+
     def _parameter_slots(self, prefix=""):
         """(dotted name, Parameter) for every place a parameter is registered: a shared one under
         each of its names, as the keys of torch's ``state_dict``."""
@@ -161,7 +221,11 @@ class Module:
 
     def to(self: _M, device: _DeviceLike | npt.DTypeLike = None,
            dtype: npt.DTypeLike | None = None) -> _M:
-        """Move (and/or cast) every parameter in place; returns the module."""
+        """Move (and/or cast) every parameter and buffer in place; returns the module."""
+        if device is not None and not isinstance(device, str) and not hasattr(device, "backend"):
+            device, dtype = None, device     # m.to(tilegrad.float64)
+        if dtype is not None:
+            dtype = dtypes.as_dtype(dtype, "Module.to")
         with no_grad():
             for m in self.modules():
                 for _name, p in m._parameters.items():
@@ -171,6 +235,15 @@ class Module:
                     if moved is not p:
                         p._data, p.device = moved._data, moved.device
                         p.grad = None
+                for b in m._buffers.values():
+                    if b is None:
+                        continue
+                    # as torch: a dtype casts floating-point buffers only (a step count stays
+                    # an integer)
+                    cast = dtype if dtype is not None and b.dtype in dtypes.FLOATING else None
+                    moved = b.to(device, cast) if device is not None or cast is not None else b
+                    if moved is not b:
+                        b._data, b.device = moved._data, moved.device
         return self
 
     def double(self: _M) -> _M:
@@ -181,15 +254,16 @@ class Module:
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> collections.OrderedDict[str, np.ndarray]:
-        """An ordered dict of NumPy copies of the parameters, under PyTorch's dotted names."""
-        return collections.OrderedDict((k, p.numpy()) for k, p in self._parameter_slots())
+        """An ordered dict of NumPy copies of the parameters and persistent buffers, under
+        PyTorch's dotted names."""
+        return collections.OrderedDict((k, p.numpy()) for k, p in self._state_slots())
 
     def load_state_dict(self, state_dict: Mapping[str, Any],
                         strict: bool = True) -> IncompatibleKeys:
         """Copy the arrays of ``state_dict`` into the parameters (values cast to each parameter's
         dtype). Every key and shape is checked before anything is written; with ``strict``,
         missing or unexpected keys are errors, else they are returned."""
-        own = dict(self._parameter_slots())
+        own = dict(self._state_slots())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
