@@ -13,6 +13,9 @@ or int keys, ``{"list": [node, ...]}`` or ``{"tuple": [node, ...]}``. See docs/s
 disk, then renames it over the target: a crash leaves the old file intact. ``load`` checks the
 whole file (archive, header, digest, structure) before it builds anything, and reports every
 malformed file as a ValueError naming it.
+
+A path ending in ``.safetensors`` is written, and a safetensors file is read, by
+``_safetensors.py`` instead (flat state dicts shared with PyTorch), with the same atomic write.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
+from . import _safetensors, dtypes
 from .creation import tensor
 from .tensor import Tensor
 
@@ -262,19 +265,9 @@ def _target(path):
     return target, stat.S_IMODE(st.st_mode) & 0o777
 
 
-def save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``obj`` to ``path`` atomically: the old file stays whole until the new one is.
-
-    A symlink is written through (its target is replaced); a path that exists but is not a
-    writable regular file (directory, device, FIFO, socket, read-only file) is refused. A new
-    file gets the mode open() would give it (0o666 less the umask); an existing file keeps its
-    permission bits. Abandoned temporary files of earlier saves are removed (docs/saving.md).
-    """
-    arrays = []
-    structure = json.dumps(_encode(obj, arrays, "obj"))
-    meta = json.dumps({"format": FORMAT, "version": VERSION, "structure": structure,
-                       "sha256": _digest(structure, arrays)})
-    path = os.fsdecode(os.fspath(path))
+def _write_atomically(path, write):
+    """Write the file ``path`` with ``write(f)`` (``f`` a binary file) through a temporary file
+    renamed over the target, as ``save`` promises."""
     target, old_mode = _target(path)
     folder = os.path.dirname(target)
     _remove_stale_temps(folder)
@@ -284,8 +277,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
         with os.fdopen(fd, "wb") as f:
             if old_mode is not None:
                 os.fchmod(f.fileno(), old_mode)   # exactly the old bits, whatever the umask
-            np.savez(f, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
-                     **{f"a{k}": a for k, a in enumerate(arrays)})
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -299,6 +291,36 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
             except OSError:
                 pass
     _fsync_folder(folder)
+
+
+def save(obj: Any, path: str | os.PathLike[str], *,
+         metadata: dict[str, str] | None = None) -> None:
+    """Write ``obj`` to ``path`` atomically: the old file stays whole until the new one is.
+
+    A path ending in ``.safetensors`` gets a safetensors file, which holds a flat dict of
+    name -> tensor or array (a state_dict) and optional ``metadata`` (str -> str), readable by
+    PyTorch's ``safetensors.torch.load_file``; any other path a tilegrad archive, which holds
+    nested state (optimizers, epochs, ...).
+
+    A symlink is written through (its target is replaced); a path that exists but is not a
+    writable regular file (directory, device, FIFO, socket, read-only file) is refused. A new
+    file gets the mode open() would give it (0o666 less the umask); an existing file keeps its
+    permission bits. Abandoned temporary files of earlier saves are removed (docs/saving.md).
+    """
+    path = os.fsdecode(os.fspath(path))
+    if _safetensors.wanted(path):
+        data = _safetensors.encode(obj, metadata)
+        _write_atomically(path, lambda f: f.write(data))
+        return
+    if metadata is not None:
+        raise ValueError(f"save: metadata is stored only in .safetensors files, not in {path}")
+    arrays = []
+    structure = json.dumps(_encode(obj, arrays, "obj"))
+    meta = json.dumps({"format": FORMAT, "version": VERSION, "structure": structure,
+                       "sha256": _digest(structure, arrays)})
+    _write_atomically(path, lambda f: np.savez(
+        f, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
+        **{f"a{k}": a for k, a in enumerate(arrays)}))
 
 
 # ---------------------------------------------------------------- reading
@@ -399,6 +421,9 @@ _READ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, Run
 def load(path: str | os.PathLike[str]) -> Any:
     """Read what ``save`` wrote; a file that is not a whole tilegrad checkpoint is a ValueError.
 
+    A safetensors file (known by its content, or its suffix) comes back as an OrderedDict of
+    name -> tensor on "cpu", in the file's order, for ``Module.load_state_dict``.
+
     Nothing is built before the whole file is checked. A missing file is a FileNotFoundError and
     a file that cannot be opened keeps open()'s OSError; a path that is not a regular file
     (directory, FIFO, ...) is a ValueError.
@@ -408,6 +433,10 @@ def load(path: str | os.PathLike[str]) -> Any:
     if what:
         raise ValueError(f"load: {path} is {what}, not a regular file")
     with open(path, "rb") as f:
+        if _safetensors.detect(f.read(9), path):
+            f.seek(0)
+            return _safetensors.read(f, path)
+        f.seek(0)
         try:
             root, arrays = _read_checked(f)
         except _DigestMismatch as e:
