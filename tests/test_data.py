@@ -139,20 +139,24 @@ def test_load_mnist_explicit_folder(tmp_path):
     splits = data.load_mnist(tmp_path / "fm")
     assert data.find_mnist_dir(tmp_path / "fm") == tmp_path / "fm"
     assert set(splits) == {"train", "test"}
-    for split, (images, labels) in splits.items():
+    for split, dataset in splits.items():
+        images, labels = dataset.arrays
         assert images.dtype == np.uint8 and images.shape == (len(expected[split][0]), 28, 28)
         assert labels.dtype == np.int64 and labels.shape == (len(images),)
         np.testing.assert_array_equal(images, expected[split][0])
         np.testing.assert_array_equal(labels, expected[split][1])
+        image, label = dataset[2]                                  # a Dataset of samples
+        assert len(dataset) == len(labels) and label == expected[split][1][2]
+        np.testing.assert_array_equal(image, expected[split][0][2])
 
 
 def test_load_mnist_named_subfolder_and_env(tmp_path, monkeypatch):
     expected = write_mnist(tmp_path / "mnist", gz=(False, False, False, False))
     # the explicit path may be the parent of <name>/
-    np.testing.assert_array_equal(data.load_mnist(tmp_path, name="mnist")["test"][1],
+    np.testing.assert_array_equal(data.load_mnist(tmp_path, name="mnist")["test"].targets,
                                   expected["test"][1])
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    np.testing.assert_array_equal(data.load_mnist(name="mnist")["train"][0], expected["train"][0])
+    np.testing.assert_array_equal(data.load_mnist(name="mnist")["train"].data, expected["train"][0])
 
 
 def test_load_mnist_count_mismatch(tmp_path):
@@ -256,7 +260,7 @@ def write_cifar(folder, sizes=(2, 3, 1, 2, 3), test_size=4):
 def test_load_cifar10(tmp_path):
     batches = write_cifar(tmp_path / "cifar-10-batches-py")
     splits = data.load_cifar10(tmp_path)            # the parent of cifar-10-batches-py
-    images, labels = splits["train"]
+    images, labels = splits["train"].arrays
     assert images.shape == (11, 3, 32, 32) and images.dtype == np.uint8
     assert labels.shape == (11,) and labels.dtype == np.int64
     first = batches["data_batch_1"][b"data"][0]
@@ -266,17 +270,17 @@ def test_load_cifar10(tmp_path):
     np.testing.assert_array_equal(images[8].ravel(), batches["data_batch_5"][b"data"][0])
     np.testing.assert_array_equal(labels, sum((batches[f"data_batch_{i}"][b"labels"]
                                                for i in range(1, 6)), []))
-    assert splits["test"][0].shape == (4, 3, 32, 32)
-    np.testing.assert_array_equal(splits["test"][1], batches["test_batch"][b"labels"])
+    assert splits["test"].data.shape == (4, 3, 32, 32)
+    np.testing.assert_array_equal(splits["test"].targets, batches["test_batch"][b"labels"])
 
 
 def test_load_cifar10_root_itself_and_env(tmp_path, monkeypatch):
     batches = write_cifar(tmp_path / "mine")
-    np.testing.assert_array_equal(data.load_cifar10(tmp_path / "mine")["test"][1],
+    np.testing.assert_array_equal(data.load_cifar10(tmp_path / "mine")["test"].targets,
                                   batches["test_batch"][b"labels"])
     batches = write_cifar(tmp_path / "env" / "cifar-10-batches-py", test_size=5)
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
-    assert data.load_cifar10()["test"][0].shape == (5, 3, 32, 32)
+    assert data.load_cifar10()["test"].data.shape == (5, 3, 32, 32)
 
 
 def bad_batches():

@@ -14,11 +14,12 @@ from .backends.cpu import get_num_threads, set_num_threads
 from .dtypes import (bool_, double, float32, float64, get_default_dtype, int32, int64, long,
                      set_default_dtype, uint8)
 from .random import get_rng_state, manual_seed, set_rng_state
+from .random import Generator
 from .serialization import load, save
 from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
 from .tensor import Tensor, cat, matmul, stack
-from . import cuda, nn, optim  # noqa: E402  (they build on the names above)
+from . import cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
 
@@ -32,4 +33,5 @@ __all__ = [
     "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double",
     "int32", "int64", "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn",
     "optim", "autograd", "cuda",
+    "Generator", "utils",
 ]

@@ -112,3 +112,62 @@ def _uint64(v, what):
         raise ValueError(f"set_rng_state: the counter generator's {what} must be an integer in "
                          f"[0, 2**64), got {v!r}")
     return int(v)
+
+
+class Generator:
+    """A random number generator object of its own, as ``torch.Generator``: pass it as
+    ``generator=`` to a sampler, ``random_split`` or a ``DataLoader`` to make their draws
+    reproducible without touching the global generator.
+
+    It wraps a NumPy ``Generator`` (PCG64) seeded from ``initial_seed()``. ``get_state`` returns
+    a plain dict (NumPy's bit-generator state and the seed) where torch returns a byte tensor.
+
+    >>> g = Generator().manual_seed(7)
+    >>> a = g.numpy_generator().permutation(5); _ = g.manual_seed(7)
+    >>> bool((a == g.numpy_generator().permutation(5)).all())
+    True
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        if str(device) != "cpu":
+            raise ValueError(f"Generator: only device 'cpu' is supported, got {device!r}")
+        self.device = "cpu"
+        self.seed()
+
+    def manual_seed(self, seed: int) -> Generator:
+        """Seed the generator (any integer; negative ones as torch, modulo 2**64); returns it."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"Generator.manual_seed: expected an int, got {type(seed).__name__}")
+        self._seed = int(seed) % 2 ** 64
+        self._rng = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Seed from fresh OS entropy, as ``torch.Generator.seed``; returns the seed used."""
+        self.manual_seed(int(np.random.SeedSequence().generate_state(1, np.uint64)[0]))
+        return self._seed
+
+    def initial_seed(self) -> int:
+        """The seed last given to ``manual_seed`` (or drawn by ``seed``)."""
+        return self._seed
+
+    def get_state(self) -> dict[str, Any]:
+        """The generator's state (a copy), for ``set_state``."""
+        return {"seed": self._seed, "numpy": self._rng.bit_generator.state}
+
+    def set_state(self, state: dict[str, Any]) -> Generator:
+        """Restore a state from ``get_state``; returns the generator."""
+        if not isinstance(state, dict) or set(state) != {"seed", "numpy"}:
+            raise TypeError("Generator.set_state: expected the dict get_state returns, got "
+                            f"{type(state).__name__}")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["numpy"]
+        self._seed, self._rng = int(state["seed"]), rng
+        return self
+
+    def numpy_generator(self) -> np.random.Generator:
+        """The NumPy generator that draws this generator's numbers (samplers use it)."""
+        return self._rng
+
+    def __repr__(self) -> str:
+        return f"Generator(device='cpu', initial_seed={self._seed})"

@@ -1,11 +1,11 @@
 """The three training tasks: data, model, loss and evaluation for ``tilegrad train mlp|cnn|lm``.
 
 Each task exposes the same small interface to the trainer: ``model``, ``train_batches(epoch)``
-(an iterator of ``(inputs, n_samples)``, the inputs host arrays), ``loss(tensors)`` (the loss of
-one batch, given the inputs as device tensors), ``after_step()`` (what carries to the next batch),
-``num_batches``, ``evaluate()`` (a dict with the task's metric), and ``checkpoint_extra()`` for
-what ``generate`` needs later. The trainer makes the tensors, so that it can keep them in place
-for a captured CUDA graph.
+(an iterator of ``(inputs, n_samples)``, the inputs host arrays or CPU tensors),
+``loss(tensors)`` (the loss of one batch, given the inputs as device tensors), ``after_step()``
+(what carries to the next batch), ``num_batches``, ``evaluate()`` (a dict with the task's
+metric), and ``checkpoint_extra()`` for what ``generate`` needs later. The trainer makes the
+device tensors, so that it can keep them in place for a captured CUDA graph.
 """
 import math
 from pathlib import Path
@@ -15,6 +15,7 @@ import numpy as np
 import tilegrad as tg
 import tilegrad.nn.functional as F
 from tilegrad import data, models
+from tilegrad.utils.data import ArrayDataset, DataLoader
 
 from .rundir import TrainingError
 
@@ -43,8 +44,8 @@ class ClassificationTask:
     def __init__(self, kind, args, device):
         self.kind, self.device = kind, device
         self.dataset, splits = load_images(args.dataset, args.data_dir)
-        train_x, train_y = splits["train"]
-        test_x, test_y = splits["test"]
+        train_x, train_y = splits["train"].arrays
+        test_x, test_y = splits["test"].arrays
         # Limits are positive (the flags are checked when parsed); None means all the data.
         if args.limit is not None:
             train_x, train_y = train_x[:args.limit], train_y[:args.limit]
@@ -58,22 +59,24 @@ class ClassificationTask:
         # Standardise with the training set's per-channel mean and std.
         mean = train_x.mean(axis=(0, 2, 3), keepdims=True)
         std = train_x.std(axis=(0, 2, 3), keepdims=True)
-        self.train = ((train_x - mean) / std, train_y)
-        self.test = ((test_x - mean) / std, test_y)
+        self.train = ArrayDataset((train_x - mean) / std, train_y)
+        self.test = ArrayDataset((test_x - mean) / std, test_y)
         n, c, h, w = train_x.shape
         if kind == "mlp":
             self.model = models.MLP(in_features=c * h * w)
         else:
             self.model = models.CNN(in_channels=c, image_size=h)
         self.model.to(device)
-        self.loader = data.DataLoader(self.train, batch_size=args.batch_size, shuffle=True,
-                                      seed=args.seed)
+        # Epoch e's order is default_rng([seed, e]).permutation(n): a resumed run sees the same
+        # batches as the run it continues.
+        self.loader = DataLoader(self.train, batch_size=args.batch_size, shuffle=True,
+                                 seed=args.seed)
         self.num_batches = len(self.loader)
         self.num_train = n
         self.data_name = f"{self.dataset} ({n} train, {len(test_y)} test images)"
 
     def train_batches(self, epoch):
-        """The epoch's batches as host arrays ``(x, y)`` with their sample counts."""
+        """The epoch's batches as CPU tensors ``(x, y)`` with their sample counts."""
         self.model.train()
         self.loader.set_epoch(epoch)
         for x, y in self.loader:
@@ -89,18 +92,16 @@ class ClassificationTask:
 
     def evaluate(self):
         self.model.eval()
-        x, y = self.test
         correct, loss = 0, 0.0
         with tg.no_grad():
-            for i in range(0, len(y), EVAL_BATCH):
-                logits = self.model(tg.tensor(x[i:i + EVAL_BATCH], device=self.device))
-                target = tg.tensor(y[i:i + EVAL_BATCH], device=self.device)
-                loss += F.cross_entropy(logits, target, reduction="sum").item()
-                correct += int((logits.argmax(1).numpy() == y[i:i + EVAL_BATCH]).sum())
-        return {"test_acc": correct / len(y), "test_loss": loss / len(y)}
+            for x, y in DataLoader(self.test, batch_size=EVAL_BATCH):
+                logits = self.model(x.to(self.device))
+                loss += F.cross_entropy(logits, y.to(self.device), reduction="sum").item()
+                correct += int((logits.argmax(1).numpy() == y.numpy()).sum())
+        return {"test_acc": correct / len(self.test), "test_loss": loss / len(self.test)}
 
     def checkpoint_extra(self):
-        return {"model_config": {"kind": self.kind, "input_shape": list(self.train[0].shape[1:])}}
+        return {"model_config": {"kind": self.kind, "input_shape": list(self.train.data.shape[1:])}}
 
 
 def load_images(dataset, data_dir):

@@ -10,8 +10,10 @@ batches you trust. Each unpickled object is checked (a dict with those keys, the
 count) before it is used. There is no Debian package: unpack the archive under ``$TILEGRAD_DATA``
 or pass its folder as ``--data-dir``.
 
+Each split is an ``ArrayDataset`` (sample i is (image, label); ``arrays`` the whole split).
+
 >>> splits = load_cifar10("~/data")        # doctest: +SKIP
->>> splits["train"][0].shape              # doctest: +SKIP
+>>> splits["train"].data.shape             # doctest: +SKIP
 (50000, 3, 32, 32)
 """
 import pickle
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.data.dataset import ArrayDataset
 from .paths import find_data_dir
 
 FOLDER = "cifar-10-batches-py"
@@ -84,8 +87,9 @@ def load_cifar10(root=None):
             ``$TILEGRAD_DATA`` (itself or ``/cifar-10-batches-py``).
 
     Returns:
-        ``{"train": (images, labels), "test": (images, labels)}``: images uint8 of shape
-        (N, 3, 32, 32) (50000 train, 10000 test for the real data), labels int64 in 0..9.
+        ``{"train": dataset, "test": dataset}``, each an ``ArrayDataset`` whose ``arrays`` are
+        ``(images, labels)``: images uint8 of shape (N, 3, 32, 32) (50000 train, 10000 test
+        for the real data), labels int64 in 0..9.
 
     Raises:
         DataNotFoundError: no folder with all six batches; the message says where to put them.
@@ -93,5 +97,5 @@ def load_cifar10(root=None):
     """
     folder = find_data_dir(FOLDER, explicit=root, must_contain=TRAIN_BATCHES + TEST_BATCHES,
                            install=INSTALL)
-    return {"train": _load_batches(folder, TRAIN_BATCHES),
-            "test": _load_batches(folder, TEST_BATCHES)}
+    return {"train": ArrayDataset(*_load_batches(folder, TRAIN_BATCHES)),
+            "test": ArrayDataset(*_load_batches(folder, TEST_BATCHES))}

@@ -12,9 +12,13 @@ Files may be gzip-compressed; that is detected from gzip's magic bytes (1f 8b), 
 Fashion-MNIST by default (Debian: ``apt-get install dataset-fashion-mnist``), or MNIST or any
 other data set stored the same way.
 
+Each split is an ``ArrayDataset``: a Dataset whose sample i is (image, label), that
+``tilegrad.utils.data.DataLoader`` batches into tensors; its ``arrays`` are the whole split.
+
 >>> splits = load_mnist()                                # doctest: +SKIP
->>> splits["train"][0].shape, splits["train"][1].dtype   # doctest: +SKIP
-((60000, 28, 28), dtype('int64'))
+>>> images, labels = splits["train"].arrays              # doctest: +SKIP
+>>> images.shape, labels.dtype, len(splits["train"])     # doctest: +SKIP
+((60000, 28, 28), dtype('int64'), 60000)
 """
 import gzip
 import struct
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.data.dataset import ArrayDataset
 from .paths import DataNotFoundError, find_data_dir
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -122,15 +127,17 @@ def load_mnist(root=None, name="fashion-mnist"):
             for a folder laid out the same way).
 
     Returns:
-        ``{"train": (images, labels), "test": (images, labels)}`` with images uint8 of shape
-        (N, 28, 28) and labels int64 of shape (N,), in 0..9.
+        ``{"train": dataset, "test": dataset}``, each an ``ArrayDataset`` whose ``arrays`` are
+        ``(images, labels)``: images uint8 of shape (N, 28, 28), labels int64 of shape (N,) in
+        0..9; sample i is ``(images[i], labels[i])``.
 
     Raises:
         DataNotFoundError: the folder is not found (the message says what to install or set).
         ValueError: a malformed file, image and label counts that differ, or a label outside 0..9.
     """
     folder = find_mnist_dir(root, name)
-    return {split: _load_split(folder, *stems) for split, stems in MNIST_FILES.items()}
+    return {split: ArrayDataset(*_load_split(folder, *stems))
+            for split, stems in MNIST_FILES.items()}
 
 
 def find_mnist_dir(root=None, name="fashion-mnist"):

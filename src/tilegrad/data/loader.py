@@ -1,5 +1,11 @@
 """Mini-batches of NumPy arrays, with a shuffle that a resumed run reproduces.
 
+This is tilegrad's NumPy-array loader, kept for code written against it: it batches a tuple of
+arrays by slicing, and yields NumPy arrays. PyTorch's ``DataLoader`` (datasets, samplers, collate
+functions, workers; batches of tensors) is ``tilegrad.utils.data.DataLoader``, which shuffles by
+the same (seed, epoch) rule. The two are kept apart because their first argument means different
+things: here ``(x, y)`` is two arrays, there it would be a dataset of two samples.
+
 ``DataLoader((images, labels), batch_size=64, shuffle=True, seed=0)`` yields tuples of array
 slices, one batch at a time. The order of epoch e is the permutation drawn from
 ``np.random.default_rng([seed, e])``: it depends on (seed, epoch) only, never on how many batches
