@@ -257,12 +257,13 @@ def test_adam_loads_torch_state_dict_and_continues_like_torch():
 
 
 def test_torch_state_dict_with_an_option_we_lack_is_refused():
-    """amsgrad=True (or maximize=True) from torch would be silently ignored: refuse it instead."""
+    """differentiable=True (or capturable=True) from torch would be silently ignored: refuse it
+    instead."""
     _need_torch()
     tg_p, th_p = _params(seed=11)
-    ref = torch.optim.Adam(th_p, lr=0.02, amsgrad=True).state_dict()
+    ref = torch.optim.Adam(th_p, lr=0.02, differentiable=True).state_dict()
     tg_opt = tg.optim.Adam(tg_p, lr=0.5)
-    with pytest.raises(ValueError, match="amsgrad"):
+    with pytest.raises(ValueError, match="differentiable"):
         tg_opt.load_state_dict({"state": {},
                                 "param_groups": [dict(g) for g in ref["param_groups"]]})
     assert tg_opt.param_groups[0]["lr"] == 0.5

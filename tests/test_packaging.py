@@ -76,7 +76,9 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.serialization", "tilegrad.dtypes", "tilegrad.random", "tilegrad.nn.module",
              "tilegrad.nn.layers", "tilegrad.nn.rnn", "tilegrad.nn.functional", "tilegrad.nn.init",
              "tilegrad.nn.utils", "tilegrad.optim.optimizer", "tilegrad.optim.sgd",
-             "tilegrad.optim.adam", "tilegrad.optim.lr_scheduler"]
+             "tilegrad.optim.adam", "tilegrad.optim.lr_scheduler", "tilegrad.optim.adamw",
+             "tilegrad.optim.rmsprop", "tilegrad.optim.adadelta", "tilegrad.utils.data.dataset",
+             "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader"]
 
 
 def public_callables(module):

@@ -12,12 +12,14 @@ launch: a replayed graph keeps the values they had when it was captured.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from ..autograd import no_grad
 from ..backends import Device
 from ..tensor import Tensor
 
@@ -25,11 +27,27 @@ from ..tensor import Tensor
 _Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
+def assign(dst: Tensor, value: Tensor) -> None:
+    """Write ``value`` into ``dst`` in place (its storage kept: a state buffer, a parameter)."""
+    dst.device.backend.copy_into(dst._data, value._data)
+
+
+def negated(grads: list[Tensor]) -> list[Any]:
+    """The backend arrays of ``-g`` for each gradient (``maximize=True`` for a fused step)."""
+    return [g.device.backend.unary("neg", g._data) for g in grads]
+
+
 def forbid_in_capture(device: Device, what: str) -> None:
     """Raise CaptureError naming ``what`` if ``device`` is capturing a CUDA graph."""
     forbid = getattr(device.backend, "forbid_in_capture", None)
     if forbid is not None:
         forbid(what)
+
+
+def check_flag(value: object, what: str) -> None:
+    """``value`` is a bool (TypeError "Invalid <what>: ... is not a bool" otherwise)."""
+    if not isinstance(value, (bool, np.bool_)) and value not in (0, 1):
+        raise TypeError(f"Invalid {what}: {value!r} is not a bool")
 
 
 def check_hyperparameter(value: object, what: str, valid: Callable[[Any], bool]) -> None:
@@ -144,6 +162,20 @@ class Optimizer:
     def _init_state(self, p, group):
         """Make ``self.state[p]`` what the update needs (call ``_new_state`` for any tensor)."""
 
+    def _step_each(self, update: Callable[..., None]) -> None:
+        """A step composed of tensor ops, one parameter at a time (options without a fused
+        kernel): ``update(p, grad, state, group, lr)`` with ``lr`` the group's learning rate as
+        a 0-d tensor on the device, so that a schedule reaches it as it reaches the fused steps.
+        Each update writes its results in place (``assign``)."""
+        self._check_grads()
+        with no_grad():
+            for _, group, device, _, params, lr in self._plan():
+                lr = Tensor._make(lr, device, False)
+                for p in params:
+                    grad = -p.grad if group.get("maximize") else p.grad
+                    update(p, grad, self.state[p], group, lr)
+                    p._version_counter.bump(f"{type(self).__name__}.step")
+
     def _new_state(self, p, what):
         """Host work before a parameter's first step: refused while capturing a CUDA graph."""
         forbid_in_capture(p.device, f"{type(self).__name__}.step: making the {what} of a "
@@ -189,8 +221,16 @@ class Optimizer:
 
     def _load_scalar(self, name, value, p, k):
         """The state entry ``name`` of parameter ``p`` (number ``k``) for the saved scalar
-        ``value`` (a number; a 0-d array or tensor was turned into one): kept as it is here."""
-        return copy.deepcopy(value)
+        ``value`` (a number; a 0-d array or tensor was turned into one). ``step`` (a number of
+        steps, at least 0) becomes a 0-d float32 tensor on ``p``'s device, as PyTorch keeps it;
+        anything else is kept as it is."""
+        if name != "step":
+            return copy.deepcopy(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or \
+                not 0 <= value < math.inf:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: 'step' of parameter {k} "
+                             f"must be a number of steps (at least 0), got {value!r}")
+        return Tensor(p.device.backend.from_numpy(np.array(value, dtype=np.float32)), p.device)
 
     def _loaded_state(self):
         """Called once ``self.state`` holds a loaded state (for state kept beside it)."""
