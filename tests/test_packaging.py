@@ -78,7 +78,8 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.nn.utils", "tilegrad.optim.optimizer", "tilegrad.optim.sgd",
              "tilegrad.optim.adam", "tilegrad.optim.lr_scheduler", "tilegrad.optim.adamw",
              "tilegrad.optim.rmsprop", "tilegrad.optim.adadelta", "tilegrad.utils.data.dataset",
-             "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader"]
+             "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader",
+             "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn"]
 
 
 def public_callables(module):

@@ -20,6 +20,8 @@ PyTorch:
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -134,6 +136,8 @@ class Function:
     view = False
     copies_a_view = False
     created = 0   # how many nodes were made so far: each node's ``seq``
+    _grad_hooks = None   # {output index: hooks.GradHooks} once a hook is put on an output
+    _view = None         # the ``grad_fn`` object that shows this node (GradFn), once asked for
 
     def __init__(self, backend: Any, needs_input_grad: tuple[bool, ...]) -> None:
         self.seq = Function.created
@@ -234,23 +238,26 @@ class Function:
         return getattr(cls, "name", cls.__name__.lower())
 
 
-def _toposort(root_fn):
-    """Functions reachable from ``root_fn``, each after every Function that consumes its outputs."""
-    order, seen = [], set()
-    stack = [(root_fn, False)]
+def _graph(root_fn):
+    """The nodes reachable from ``root_fn``; for each, how many edges lead to it from nodes of
+    the graph (it runs once they all have run); and for each leaf with hooks, how many edges lead
+    to it (its hooks run once, after the last of them)."""
+    nodes, deps, leaf_edges = [root_fn], {id(root_fn): 0}, {}
+    stack = [root_fn]
     while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
-            continue
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        stack.append((fn, True))
-        for edge in fn.edges:
-            if edge is not None and isinstance(edge[0], Function) and id(edge[0]) not in seen:
-                stack.append((edge[0], False))
-    return order[::-1]
+        for edge in stack.pop().edges:
+            if edge is None:
+                continue
+            node = edge[0]
+            if isinstance(node, Function):
+                n = deps.get(id(node))
+                if n is None:
+                    nodes.append(node)
+                    stack.append(node)
+                deps[id(node)] = 1 if n is None else n + 1
+            elif node._grad_hooks is not None or node._post_accumulate_hooks is not None:
+                leaf_edges[id(node)] = leaf_edges.get(id(node), 0) + 1
+    return nodes, deps, leaf_edges
 
 
 def _storage(a):
@@ -272,30 +279,79 @@ def _made_here(g, outs, in_grads):
 def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (an array shaped like ``root``) back through the graph of ``root``,
     accumulating into the ``.grad`` of every leaf tensor that requires a gradient. Every node is
-    checked first, so a refused backward changes no gradient."""
+    checked first, so a refused backward changes no gradient.
+
+    Nodes run in PyTorch's order: a node runs once every node that consumes its outputs has
+    run, and of those ready, the one made last runs first. Tensor hooks therefore fire in
+    torch's order, each once, with the whole gradient of its tensor."""
     if root._ctx is None:
-        root._accumulate(grad)
+        if root._grad_hooks is not None or root._post_accumulate_hooks is not None:
+            _leaf_done(root, grad, False)
+        else:
+            root._accumulate(grad)
         return
-    order = _toposort(root._ctx)
-    for fn in order:
+    nodes, deps, leaf_edges = _graph(root._ctx)
+    for fn in nodes:
         fn._check_saved()
     grads = {(id(root._ctx), root._out_index): grad}
-    for fn in order:
+    pending = {}   # id(leaf with hooks) -> [its gradient so far, whether that array is ours]
+    ready = [(-root._ctx.seq, 0, root._ctx)]
+    tie = itertools.count(1)   # never compare two nodes, should two ever share a seq
+    while ready:
+        fn = heapq.heappop(ready)[2]
         outs = [grads.pop((id(fn), k), None) for k in range(fn.n_outputs)]
-        if all(g is None for g in outs):
-            continue
-        with no_grad():
-            in_grads = fn.backward(*outs) if fn.n_outputs > 1 else fn.backward(outs[0])
-        if not retain_graph:
-            fn._free()
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        for edge, g in zip(fn.edges, in_grads):
-            if g is None or edge is None:
+        if fn._grad_hooks is not None:
+            for k, hooks in fn._grad_hooks.items():
+                if outs[k] is not None:
+                    outs[k] = hooks.run(outs[k])
+        in_grads = ()
+        if any(g is not None for g in outs):
+            with no_grad():
+                in_grads = fn.backward(*outs) if fn.n_outputs > 1 else fn.backward(outs[0])
+            if not retain_graph:
+                fn._free()
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+        for i, edge in enumerate(fn.edges):
+            if edge is None:
                 continue
+            g = in_grads[i] if i < len(in_grads) else None
             node, k = edge
-            if not isinstance(node, Function):
+            if isinstance(node, Function):
+                if g is not None:
+                    key = (id(node), k)
+                    grads[key] = g if key not in grads else fn.backend.binary("add", grads[key], g)
+                deps[id(node)] -= 1
+                if deps[id(node)] == 0:
+                    heapq.heappush(ready, (-node.seq, next(tie), node))
+            elif id(node) in leaf_edges:
+                _leaf_edge_done(node, g, g is not None and _made_here(g, outs, in_grads),
+                                pending, leaf_edges, fn.backend)
+            elif g is not None:
                 node._accumulate(g, owned=_made_here(g, outs, in_grads))
-                continue
-            key = (id(node), k)
-            grads[key] = g if key not in grads else fn.backend.binary("add", grads[key], g)
+
+
+def _leaf_edge_done(leaf, g, owned, pending, leaf_edges, backend):
+    """One of the edges into a leaf with hooks has run: add its gradient ``g`` (or None) to the
+    leaf's sum, and after the last one run the hooks and accumulate."""
+    got = pending.get(id(leaf))
+    if g is not None:
+        if got is None:
+            pending[id(leaf)] = [g, owned]
+        else:
+            got[:] = [backend.binary("add", got[0], g), True]
+    leaf_edges[id(leaf)] -= 1
+    if leaf_edges[id(leaf)] == 0 and id(leaf) in pending:
+        _leaf_done(leaf, *pending.pop(id(leaf)))
+
+
+def _leaf_done(leaf, g, owned):
+    """The whole gradient ``g`` of ``leaf`` for this backward: its ``register_hook`` hooks run on
+    it, it is accumulated into ``.grad``, then its post-accumulate-grad hooks run."""
+    if leaf._grad_hooks is not None and leaf._grad_hooks.hooks:
+        g, owned = leaf._grad_hooks.run(g), False   # a hook may have kept the array it saw
+    leaf._accumulate(g, owned=owned)
+    for hook in list((leaf._post_accumulate_hooks or {}).values()):
+        if hook(leaf) is not None:
+            raise TypeError(f"post-accumulate-grad hook '{getattr(hook, '__name__', hook)}' "
+                            f"returned a value: it is called for its effect and returns None")

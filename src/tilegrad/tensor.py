@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import builtins
 import collections
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _checks as C
-from . import autograd, dtypes
+from . import autograd, dtypes, hooks
 from .backends import Device, get_device
 from .errors import ArgumentError, DtypeError, ShapeError
+from .grad_fn import GradFn, view_of
 from .inplace import InplaceOps
 from .ops import elementwise as E
 from .ops import nn as N
@@ -271,6 +273,75 @@ class Tensor(InplaceOps):
                                  f"the tensor on {self.device}")
             g = gradient._data
         autograd.backward(self, g, retain_graph=bool(retain_graph))
+
+    # hooks, retain_grad and grad_fn (the engine in autograd.py runs the hooks). Set only once
+    # used: a tensor without hooks costs the backward pass nothing.
+    _grad_hooks = None             # a leaf's hooks.GradHooks (a non-leaf's are on its node)
+    _post_accumulate_hooks = None  # a leaf's {handle id: hook}
+    _grad_accumulator = None       # the AccumulateGrad node next_functions shows for a leaf
+
+    def _hooks_here(self, what):
+        """The GradHooks of this tensor's gradient: the leaf's own, or its node's output's."""
+        if not self.requires_grad:
+            raise RuntimeError(f"{what}: cannot register a hook on a tensor that doesn't require "
+                               f"gradient")
+        if self._ctx is None:
+            if self._grad_hooks is None:
+                self._grad_hooks = hooks.GradHooks(self.device)
+            return self._grad_hooks
+        fn = self._ctx
+        if fn._grad_hooks is None:
+            fn._grad_hooks = {}
+        if self._out_index not in fn._grad_hooks:
+            fn._grad_hooks[self._out_index] = hooks.GradHooks(self.device)
+        return fn._grad_hooks[self._out_index]
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> hooks.RemovableHandle:
+        """Call ``hook(grad)`` with this tensor's gradient during every backward (once, with
+        the whole gradient); a returned tensor replaces the gradient. On a leaf it runs before
+        the gradient is accumulated into ``.grad``. Returns a handle with ``remove()``."""
+        return self._hooks_here("register_hook").add(hook)
+
+    def register_post_accumulate_grad_hook(
+            self, hook: Callable[[Tensor], None]) -> hooks.RemovableHandle:
+        """Call ``hook(self)`` on a leaf once per backward, after its ``.grad`` has received
+        the last contribution of that backward (to start an update early, say)."""
+        if self._ctx is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks "
+                               "cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a "
+                               "tensor that doesn't require gradient")
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: expects a callable, got "
+                            f"{type(hook).__name__}")
+        if self._post_accumulate_hooks is None:
+            self._post_accumulate_hooks = collections.OrderedDict()
+        handle = hooks.RemovableHandle(self._post_accumulate_hooks)
+        self._post_accumulate_hooks[handle.id] = hook
+        return handle
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward (accumulated, as a
+        leaf's). A leaf keeps its gradient anyway."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: can't retain_grad on Tensor that has "
+                               "requires_grad=False")
+        if self._ctx is not None:
+            self._hooks_here("retain_grad").retain = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf tensor that called ``retain_grad()``."""
+        spots = self._ctx._grad_hooks if self._ctx is not None else None
+        spot = spots.get(self._out_index) if spots else None
+        return spot is not None and spot.retain is not None and spot.retain() is self
+
+    @property
+    def grad_fn(self) -> GradFn | None:
+        """The node that made this tensor (None for a leaf): ``name()`` gives torch's name
+        ("MulBackward0"), ``next_functions`` the (node, index) pairs its gradient goes to."""
+        return None if self._ctx is None else view_of(self._ctx)
 
     def _zero_grad(self, set_to_none=True):
         if set_to_none or self.grad is None:

@@ -3,8 +3,10 @@ from . import functional, init, utils
 from .layers import (Conv2d, CrossEntropyLoss, Dropout, Embedding, Flatten, Linear, MaxPool2d,
                      ReLU, Sequential)
 from .module import Module, Parameter
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList
 from .rnn import LSTM, LSTMCell
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d",
            "ReLU", "Flatten", "Sequential", "Embedding", "LSTMCell", "LSTM", "Dropout",
            "CrossEntropyLoss"]
+__all__ += ["ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]

@@ -1,8 +1,8 @@
 """Layers with PyTorch's constructor arguments, parameter names, layouts and initialisation."""
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Iterator
 
 import numpy.typing as npt
 
@@ -12,6 +12,7 @@ from ..tensor import Tensor, _DeviceLike
 from . import _args as A
 from . import functional as F
 from . import init
+from .container import _IndexedModules
 from .module import Module, Parameter
 
 _IntPair = int | tuple[int, int]   # a window's size, stride or padding: n or (h, w)
@@ -229,27 +230,40 @@ class CrossEntropyLoss(Module):
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 
 
-class Sequential(Module):
-    """Modules applied one after another; children are named "0", "1", ..."""
+class Sequential(_IndexedModules):
+    """Modules applied one after another; children are named "0", "1", ... or, given one
+    OrderedDict, by its keys. Also a list of modules (append, insert, extend, pop, indexing,
+    del), as torch's; a slice keeps the children's names."""
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], collections.OrderedDict):
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+            return
         for k, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {k} is a {type(m).__name__}, not a Module")
             setattr(self, str(k), m)
+
+    def _sliced(self, items: list[tuple[str, Module]]) -> Sequential:
+        return Sequential(collections.OrderedDict(items))
 
     def forward(self, input: Tensor) -> Tensor:
         for m in self._modules.values():
             input = m(input)
         return input
 
-    def __getitem__(self, k: int | slice) -> Module:
-        mods = list(self._modules.values())
-        return Sequential(*mods[k]) if isinstance(k, slice) else mods[k]
+    def insert(self, index: int, module: Module) -> Sequential:
+        """Put ``module`` before position ``index``; returns the Sequential (as torch's)."""
+        if not -len(self) <= index <= len(self):
+            raise IndexError(f"Sequential.insert: index {index} is out of range for length "
+                             f"{len(self)}")
+        super().insert(index, module)
+        return self
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+    def __add__(self, other: Sequential) -> Sequential:
+        if not isinstance(other, Sequential):
+            raise ValueError(f"Sequential: add operator supports only objects of Sequential "
+                             f"class, but {type(other).__name__} is given.")
+        return Sequential(*self, *other)

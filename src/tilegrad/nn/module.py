@@ -10,7 +10,9 @@ import numpy.typing as npt
 
 from .. import dtypes
 from ..autograd import no_grad
+from ..hooks import RemovableHandle
 from ..tensor import Tensor, _DeviceLike
+from . import _module_hooks as hooks
 
 _M = TypeVar("_M", bound="Module")   # methods that return the module return its own type
 
@@ -26,6 +28,11 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+
+# Each forward hook lives in one of the first two dicts (by handle id, in calling order); the
+# others mark the ids of the hooks registered with_kwargs or always_call, as torch keeps them.
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_forward_pre_hooks_with_kwargs",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -43,6 +50,8 @@ class Module:
         object.__setattr__(self, "_buffers", collections.OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "training", True)
+        for name in _HOOK_DICTS:
+            object.__setattr__(self, name, collections.OrderedDict())
 
     def __setattr__(self, name: str, value: Any) -> None:
         """PyTorch's rules: a Parameter or Module value is registered under ``name`` (a
@@ -115,11 +124,51 @@ class Module:
             self._non_persistent_buffers_set.add(name)
         object.__setattr__(self, name, tensor)
 
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` (or None) as the child ``name``, as ``setattr`` does."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module subclass")
+        if not isinstance(name, str):
+            raise TypeError(f"add_module: module name should be a string, got "
+                            f"{type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"add_module: module name can't be empty or contain \".\", got "
+                           f"{name!r}")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"add_module: attribute '{name}' already exists")
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        """Alias of ``add_module``."""
+        self.add_module(name, module)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        return hooks.call_with_hooks(self, args, kwargs)
+
+    # ------------------------------------------------------------ forward hooks
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args)`` before each forward (``hook(module, args, kwargs)`` with
+        ``with_kwargs``); what it returns, if not None, replaces the arguments (a tuple, or a
+        single value; ``(args, kwargs)`` with ``with_kwargs``). ``prepend`` runs it first."""
+        return hooks.register(self, "_forward_pre_hooks", hook, prepend,
+                              with_kwargs and "_forward_pre_hooks_with_kwargs")
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                              with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after each forward (``hook(module, args, kwargs,
+        output)`` with ``with_kwargs``); what it returns, if not None, replaces the output.
+        ``always_call`` runs it even when forward raises."""
+        return hooks.register(self, "_forward_hooks", hook, prepend,
+                              with_kwargs and "_forward_hooks_with_kwargs",
+                              always_call and "_forward_hooks_always_called")
 
     # ------------------------------------------------------------ traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -133,48 +182,86 @@ class Module:
     def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix: str = "",
-                      _seen: set[int] | None = None) -> Iterator[tuple[str, Module]]:
-        """(dotted name, module) for ``self`` and every descendant, each module once (as torch)."""
-        seen = set() if _seen is None else _seen
-        if id(self) in seen:
-            return
-        seen.add(id(self))
+    def named_modules(self, memo: set[Module] | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for ``self`` and every descendant; each module once unless
+        ``remove_duplicate=False``. ``memo`` holds modules to leave out (as torch's)."""
+        seen = set() if memo is None else memo
+        yield from self._named_modules(seen, prefix, remove_duplicate)
+
+    def _named_modules(self, seen, prefix, remove_duplicate):
+        if remove_duplicate:
+            if self in seen:
+                return
+            seen.add(self)
         yield prefix, self
         for name, m in self._modules.items():
             if m is not None:
-                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, seen)
+                yield from m._named_modules(seen, f"{prefix}.{name}" if prefix else name,
+                                            remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, Parameter) for every parameter, each once, in registration order."""
+    def _named_members(self, table, prefix, recurse, remove_duplicate):
+        """(dotted name, value) for each entry of ``table`` (``_parameters`` or ``_buffers``)
+        of ``self`` (and its descendants with ``recurse``), each once unless
+        ``remove_duplicate=False``."""
         seen = set()
-        for mod_name, m in self.named_modules(prefix):
-            for name, p in m._parameters.items():
-                if p is None or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                yield (f"{mod_name}.{name}" if mod_name else name), p
-
-    def parameters(self) -> Iterator[Parameter]:
-        return (p for _, p in self.named_parameters())
-
-    def named_buffers(self, prefix: str = "",
-                      recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
-        """(dotted name, buffer) for every buffer, each once, in registration order."""
-        seen = set()
-        mods = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        mods = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                if recurse else [(prefix, self)])
         for mod_name, m in mods:
-            for name, b in m._buffers.items():
-                if b is None or id(b) in seen:
+            for name, v in getattr(m, table).items():
+                if v is None or (remove_duplicate and id(v) in seen):
                     continue
-                seen.add(id(b))
-                yield (f"{mod_name}.{name}" if mod_name else name), b
+                seen.add(id(v))
+                yield (f"{mod_name}.{name}" if mod_name else name), v
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) for every parameter (of ``self`` only, ``recurse=False``),
+        each once, in registration order."""
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) for every buffer, each once, in registration order."""
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         return (b for _, b in self.named_buffers(recurse=recurse))
+
+    def get_submodule(self, target: str) -> Module:
+        """The descendant at the dotted path ``target`` ("" is ``self``)."""
+        mod = self
+        for item in target.split(".") if target else []:
+            if item not in mod._modules or mod._modules[item] is None:
+                kind = "not an nn.Module" if hasattr(mod, item) else "not an attribute"
+                raise AttributeError(f"get_submodule: {type(mod).__name__} has no submodule "
+                                     f"`{item}` ({kind}), in target '{target}'")
+            mod = mod._modules[item]
+        return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at the dotted path ``target`` ("block.0.weight")."""
+        return self._get_member(target, "_parameters", "nn.Parameter")
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at the dotted path ``target``."""
+        return self._get_member(target, "_buffers", "buffer")
+
+    def _get_member(self, target, table, kind):
+        path, _, name = target.rpartition(".")
+        mod = self.get_submodule(path)
+        if getattr(mod, table).get(name) is None:
+            what = f"`{name}` is not an {kind}" if hasattr(mod, name) else \
+                f"{type(mod).__name__} has no attribute `{name}`"
+            raise AttributeError(f"get_{kind.split('.')[-1].lower()}: {what} (target "
+                                 f"'{target}')")
+        return getattr(mod, table)[name]
 
     def _state_slots(self, prefix=""):
         """(dotted name, tensor) for every entry of ``state_dict``: each module's parameters,
@@ -214,6 +301,12 @@ class Module:
     def eval(self: _M) -> _M:
         return self.train(False)
 
+    def requires_grad_(self: _M, requires_grad: bool = True) -> _M:
+        """Switch gradients of every parameter on or off (to freeze a part of a model)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (or fill it with zeros, ``set_to_none=False``)."""
         for p in self.parameters():
@@ -246,6 +339,15 @@ class Module:
                         b._data, b.device = moved._data, moved.device
         return self
 
+    def cuda(self: _M, device: int | str | None = None) -> _M:
+        """Move every parameter and buffer to "cuda" (or "cuda:<device>")."""
+        return self.to("cuda" if device is None else
+                       f"cuda:{device}" if isinstance(device, int) else device)
+
+    def cpu(self: _M) -> _M:
+        """Move every parameter and buffer to "cpu"."""
+        return self.to("cpu")
+
     def double(self: _M) -> _M:
         return self.to(dtype=dtypes.float64)
 
@@ -253,10 +355,15 @@ class Module:
         return self.to(dtype=dtypes.float32)
 
     # ------------------------------------------------------------ state
-    def state_dict(self) -> collections.OrderedDict[str, np.ndarray]:
+    def state_dict(self, *, destination: dict[str, Any] | None = None, prefix: str = "",
+                   keep_vars: bool = False) -> dict[str, Any]:
         """An ordered dict of NumPy copies of the parameters and persistent buffers, under
-        PyTorch's dotted names."""
-        return collections.OrderedDict((k, p.numpy()) for k, p in self._state_slots())
+        PyTorch's dotted names (each after ``prefix``); with ``keep_vars`` the tensors
+        themselves. Written into ``destination`` when one is given."""
+        out = collections.OrderedDict() if destination is None else destination
+        for k, p in self._state_slots(prefix):
+            out[k] = p if keep_vars else p.numpy()
+        return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any],
                         strict: bool = True) -> IncompatibleKeys:
