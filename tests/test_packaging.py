@@ -79,7 +79,9 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.optim.adam", "tilegrad.optim.lr_scheduler", "tilegrad.optim.adamw",
              "tilegrad.optim.rmsprop", "tilegrad.optim.adadelta", "tilegrad.utils.data.dataset",
              "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader",
-             "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn"]
+             "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn",
+             "tilegrad.nn.activation", "tilegrad.nn.loss", "tilegrad.nn.recurrent",
+             "tilegrad.nn.tensor_ops"]
 
 
 def public_callables(module):

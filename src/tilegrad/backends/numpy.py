@@ -7,7 +7,8 @@ checks shapes, dtypes and devices before calling in, so these functions assume v
 The list of primitives (every backend exposes the same names and arguments):
 
 - memory: ``empty``, ``zeros``, ``full``, ``from_numpy``, ``to_numpy``, ``copy``, ``copy_into``
-- elementwise: ``unary``, ``binary``, ``pow_scalar``, ``relu_bwd``, ``where_mask``
+- elementwise: ``unary`` (neg exp log tanh sigmoid relu sqrt abs erf), ``binary``,
+  ``pow_scalar``, ``relu_bwd``, ``where_mask``
 - reductions: ``sum``, ``amax``, ``argmax``
 - layout: ``reshape``, ``permute``, ``broadcast_to``, ``index``, ``index_bwd``, ``concat``
 - ``matmul`` with transposed-operand flags and an optional fused bias and ReLU
@@ -72,6 +73,16 @@ def astype(x, dtype):
 
 # ---------------------------------------------------------------- elementwise
 
+# NumPy has no erf: Python's math.erf (correctly rounded to float64 in practice) mapped over the
+# elements, in float64 for a float32 input too. Slow (a Python call per element), as this
+# backend may be: it is the specification.
+_erf_object = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x):
+    return np.asarray(_erf_object(np.asarray(x, dtype=np.float64)), dtype=np.float64)  # 0-d too
+
+
 _UNARY = {
     "neg": np.negative,
     "exp": np.exp,
@@ -81,6 +92,7 @@ _UNARY = {
     "relu": lambda x: np.maximum(x, 0),
     "sqrt": np.sqrt,
     "abs": np.abs,
+    "erf": _erf,
 }
 
 _BINARY = {

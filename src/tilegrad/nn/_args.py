@@ -119,12 +119,12 @@ def check_lstm_shapes(input, h, c, w_ih, w_hh):
         raise mismatch("tensors of more than 2 dimensions")
 
 
-def check_class_target(input, target):
+def check_class_target(input, target, op="cross_entropy"):
     """A target of class indices fits ``input`` (C,), (N, C) or (N, C, d1, ..., dk): (), or (1,)
     unbatched, (N,), (N, d1, ..., dk); int64, or uint8 for the first two. Checked in PyTorch's
     order, so that the first problem has PyTorch's class (ValueError, RuntimeError, IndexError)."""
     def bad_shape(expects):
-        return ShapeError(f"cross_entropy: an input of shape {input.shape} expects a target of "
+        return ShapeError(f"{op}: an input of shape {input.shape} expects a target of "
                           f"{expects}, got shape {target.shape}")
     batched = input.ndim != 1
     # PyTorch reads a 0-d target's batch size as 0: with an empty batch that check passes.
@@ -134,17 +134,17 @@ def check_class_target(input, target):
         if target.ndim > 1:
             raise bad_shape("0 or 1 dimensions")
         if target.dtype not in (dtypes.int64, dtypes.uint8):
-            raise DtypeError(f"cross_entropy: a target of class indices must be int64 or "
+            raise DtypeError(f"{op}: a target of class indices must be int64 or "
                              f"uint8, got {target.dtype}")
         if not batched and target.shape not in ((), (1,)):
             raise bad_shape("shape () or (1,)")
         if batched and target.ndim == 0:
-            raise IndexError(f"cross_entropy: a 0-d target for a batch of shape {input.shape}")
+            raise IndexError(f"{op}: a 0-d target for a batch of shape {input.shape}")
         return
     if target.shape != input.shape[:1] + input.shape[2:]:
         raise bad_shape(f"shape {input.shape[:1] + input.shape[2:]}")
     if target.dtype != dtypes.int64:
-        raise DtypeError(f"cross_entropy: a target of class indices for an input of "
+        raise DtypeError(f"{op}: a target of class indices for an input of "
                          f"{input.ndim} dimensions must be int64, got {target.dtype}")
     if input.ndim != 4 and input.shape[1] == 0 and target.numel():
         # PyTorch views these as (N, C, 1, -1): with no classes the views do not match.

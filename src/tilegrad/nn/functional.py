@@ -20,6 +20,12 @@ from ..ops import random as R
 from ..errors import ArgumentError, DeviceMismatchError, DtypeError, IndexRangeError, ShapeError
 from ..tensor import Tensor
 from . import _args as A
+from . import loss as L
+# Defined beside their modules, and torch.nn.functional's names here too.
+from .activation import gelu, leaky_relu, sigmoid, tanh  # noqa: F401
+from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, l1_loss,  # noqa: F401
+                   mse_loss, nll_loss)
+from .tensor_ops import avg_pool2d, one_hot, pad  # noqa: F401
 
 _IntPair = int | tuple[int, int]   # a window's size, stride or padding: n or (h, w)
 
@@ -66,12 +72,14 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return y + bias if bias is not None and not flat else y       # added to the output
 
 
-def relu(input: Tensor) -> Tensor:
-    """``max(input, 0)`` elementwise; integer tensors too (not bool, as PyTorch)."""
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``max(input, 0)`` elementwise; integer tensors too (not bool, as PyTorch). With
+    ``inplace`` the result is written into ``input`` (PyTorch's in-place rules), which is
+    returned."""
     A.check_tensors("relu", input)
     if input.dtype == dtypes.bool_:
         raise DtypeError("relu: boolean inputs are not supported")
-    return input.relu()
+    return input._inplace("relu_", input.relu) if inplace else input.relu()
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: _IntPair = 1,
@@ -281,52 +289,73 @@ def softmax(input: Tensor, dim: int = -1) -> Tensor:
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100,
+                  reduce: bool | None = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy between logits and class indices or class probabilities, as
-    ``torch.nn.functional.cross_entropy`` (without weight, ignore_index or label_smoothing).
+    ``torch.nn.functional.cross_entropy``.
 
     Args:
         input: logits (N, C), (C,) unbatched, or (N, C, d1, ..., dk); floating.
         target: class indices of shape (N,), () or (1,) unbatched, or (N, d1, ..., dk), each
-            in [0, C), int64 (or uint8 but for (N, C, d1, ...)); or class probabilities of the
-            input's shape and dtype.
-        reduction: ``'mean'`` (over all N*d1*...*dk losses; NaN when there are none), ``'sum'``
-            or ``'none'`` (the losses in the target's shape, the input's without C, for
-            probabilities).
+            in [0, C) or ``ignore_index``, int64 (or uint8 but for (N, C, d1, ...)); or class
+            probabilities of the input's shape and dtype.
+        weight: None, or (C,): a weight per class (the mean becomes the weighted mean
+            ``sum(w[t_i] * l_i) / sum(w[t_i])`` for indices; for probabilities each term
+            ``t_c * log p_c`` is weighted and the mean stays over rows).
+        ignore_index: class-index targets of this value contribute nothing (for probabilities
+            only a negative one is allowed, as PyTorch).
+        reduction: ``'mean'`` (over all N*d1*...*dk losses; NaN when there are none, or when all
+            are ignored), ``'sum'`` or ``'none'`` (the losses in the target's shape, the input's
+            without C, for probabilities). ``size_average`` and ``reduce`` are PyTorch's
+            deprecated spellings of it.
+        label_smoothing: e in [0, 1]: the target becomes ``(1 - e) * target + e / C``.
 
     With indices ``loss = logsumexp(input[n, :]) - input[n, target[n]]``; with probabilities
-    ``loss = -sum_c target[n, c] * log_softmax(input)[n, c]``.
+    ``loss = -sum_c target[n, c] * log_softmax(input)[n, c]``. Without weight or label smoothing
+    and with no ignored target, class indices take one fused kernel (forward and backward); the
+    other cases are composed of Tensor ops (``nn.loss``).
 
     A class index out of range raises ``IndexRangeError`` (an ``IndexError``): at the call on
-    "cpu"; on a device whose kernels check indices ("cuda") at the next synchronisation.
+    "cpu"; on a device whose kernels check indices ("cuda") at the next synchronisation. There
+    the targets are not read back, so a target equal to ``ignore_index`` is only skipped when
+    a weight or label smoothing is given; otherwise it counts as out of range.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got "
-                         f"{reduction!r}")
-    A.check_tensors("cross_entropy", input)
+    reduction = L.reduction_of("cross_entropy", reduction, size_average, reduce)
+    A.check_tensors("cross_entropy", input, weight)
+    label_smoothing = L.check_label_smoothing(label_smoothing)
+    if not A.is_int(ignore_index):
+        raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r}")
     if not isinstance(target, Tensor):
         raise TypeError(f"cross_entropy: target must be a tensor, got {type(target).__name__}")
     if input.device != target.device:
         raise DeviceMismatchError(f"cross_entropy: input on {input.device}, target on "
                                   f"{target.device}")
     class_dim = 0 if input.ndim == 1 else 1
+    plain = weight is None and label_smoothing == 0
     if input.shape == target.shape:
         if target.dtype not in dtypes.FLOATING:
             raise DtypeError(f"cross_entropy: a target of the input's shape {input.shape} holds "
                              f"class probabilities and must be floating, got {target.dtype}")
-        return _cross_entropy_probabilities(input, target, class_dim, reduction)
+        if ignore_index >= 0:
+            raise ArgumentError(f"cross_entropy: ignore_index ({ignore_index}) is not supported "
+                                f"with class probabilities")
+        if plain:
+            return _cross_entropy_probabilities(input, target, class_dim, reduction)
+        A.dim(class_dim, input.ndim, "cross_entropy")
+        return L.cross_entropy_probabilities(input, target, weight, reduction, label_smoothing,
+                                             class_dim)
     # As PyTorch: log_softmax first (a 0-d input has no class dimension: IndexError; an integer
     # one is a DtypeError), then the target's shape, dtype and values.
     A.dim(class_dim, input.ndim, "cross_entropy")
     A.check_same("cross_entropy", input)
     A.check_class_target(input, target)
     n_classes = input.shape[class_dim]
-    if not getattr(input.device.backend, "CHECKS_INDICES", False):   # else the kernel checks
-        t = target.numpy()
-        bad = t[(t < 0) | (t >= n_classes)]
-        if bad.size:
-            raise IndexRangeError(f"cross_entropy: target {bad[0]} is out of range for "
-                                  f"{n_classes} classes")
+    ignored = L.check_targets_in_range("cross_entropy", target, n_classes, ignore_index)
+    if not plain or ignored:
+        return L.cross_entropy_general(input, target, weight, ignore_index, reduction,
+                                       label_smoothing)
     # Rows of logits (M, C), the class dimension last, and their M targets.
     loss_shape = () if input.ndim == 1 else target.shape
     rows = int(np.prod(loss_shape, dtype=np.int64))

@@ -12,6 +12,7 @@ from ..tensor import Tensor, _DeviceLike
 from . import _args as A
 from . import functional as F
 from . import init
+from . import loss as L
 from .container import _IndexedModules
 from .module import Module, Parameter
 
@@ -147,8 +148,41 @@ class MaxPool2d(Module):
 
 
 class ReLU(Module):
+    """``F.relu``. Args: inplace=False (write the result into the input)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, input: Tensor) -> Tensor:
-        return F.relu(input)
+        return F.relu(input, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class AvgPool2d(Module):
+    """Mean over each window: ``F.avg_pool2d``. Args: kernel_size, stride=None (kernel_size),
+    padding=0, ceil_mode=False (only), count_include_pad=True, divisor_override=None."""
+
+    def __init__(self, kernel_size: _IntPair, stride: _IntPair | None = None,
+                 padding: _IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
+        super().__init__()
+        _window(kernel_size, stride, padding, "AvgPool2d")
+        if ceil_mode:
+            raise NotImplementedError("AvgPool2d: ceil_mode=True is not supported")
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class Flatten(Module):
@@ -213,18 +247,26 @@ class Embedding(Module):
 
 
 class CrossEntropyLoss(Module):
-    """``F.cross_entropy``. Args: reduction, 'mean', 'sum' or 'none' (checked here, not in the
-    first forward as PyTorch)."""
+    """``F.cross_entropy``. Args: weight=None (a (C,) tensor, kept as a buffer as PyTorch's:
+    in the state dict, moved by ``to()``), size_average and reduce (deprecated), ignore_index=-100,
+    reduction 'mean', 'sum' or 'none' (checked here, not in the first forward as PyTorch),
+    label_smoothing=0.0."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, weight: Tensor | None = None, size_average: bool | None = None,
+                 ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean",
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if reduction not in F._REDUCTIONS:
-            raise ValueError(f"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got "
-                             f"{reduction!r}")
-        self.reduction = reduction
+        if weight is not None and not isinstance(weight, Tensor):
+            raise TypeError(f"CrossEntropyLoss: weight must be a tensor or None, got "
+                            f"{type(weight).__name__}")
+        self.reduction = L.reduction_of("CrossEntropyLoss", reduction, size_average, reduce)
+        self.label_smoothing = L.check_label_smoothing(label_smoothing)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(input, target, self.reduction)
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
     def extra_repr(self) -> str:
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"

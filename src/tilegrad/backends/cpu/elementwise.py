@@ -14,7 +14,7 @@ from tilegrad.backends.cpu._util import FLOATS, contiguous, same_float
 
 PRIMITIVES = ("unary", "binary", "pow_scalar", "relu_bwd")
 
-_UNARY = frozenset(("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid"))
+_UNARY = frozenset(("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid", "erf"))
 _BINARY = frozenset(("add", "sub", "mul", "div", "maximum", "pow"))
 
 

@@ -33,7 +33,7 @@ Cost per output element (s = bytes per element of the dtype; n = output elements
 =====================  ================================  =======================================
 kernel                 FLOPs                             bytes moved (DRAM, ideal)
 =====================  ================================  =======================================
-unary                  1 (sigmoid: 3 + one exp)          2*n*s
+unary                  1 (sigmoid: 3 + one exp; erf ~20)  2*n*s
 binary / compare       1                                 n_a*s + n_b*s + n*s_out, s_out = s or 1
 binary_scalar          1                                 n*s + n*s_out
 pow_scalar             1 pow (~ exp + log + mul)         2*n*s
@@ -69,7 +69,8 @@ from .common import THREADS, flat, grid_blocks
 
 # Launch configuration: grid-stride loops, so any grid is correct (``common.grid_blocks``).
 
-UNARY_OPS = {"neg": 0, "exp": 1, "log": 2, "tanh": 3, "sigmoid": 4, "relu": 5, "sqrt": 6, "abs": 7}
+UNARY_OPS = {"neg": 0, "exp": 1, "log": 2, "tanh": 3, "sigmoid": 4, "relu": 5, "sqrt": 6, "abs": 7,
+             "erf": 8}
 ARITH_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "pow": 5}
 COMPARE_OPS = {"eq": 0, "ne": 1, "gt": 2, "ge": 3, "lt": 4, "le": 5}
 
@@ -101,8 +102,10 @@ def unary_fwd_kernel1(x, out, n, op):
             r = zero if v < zero else v         # NaN stays NaN, as np.maximum(x, 0)
         elif op == 6:
             r = math.sqrt(v) if v >= zero else x.dtype.type(math.nan)   # as log, NaN
-        else:
+        elif op == 7:
             r = abs(v)
+        else:
+            r = math.erf(v)                     # libdevice's erf on the GPU
         out[i] = r
 
 
