@@ -81,7 +81,7 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader",
              "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn",
              "tilegrad.nn.activation", "tilegrad.nn.loss", "tilegrad.nn.recurrent",
-             "tilegrad.nn.tensor_ops"]
+             "tilegrad.nn.tensor_ops", "tilegrad.tensor_ops", "tilegrad.interop"]
 
 
 def public_callables(module):

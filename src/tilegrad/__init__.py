@@ -19,6 +19,14 @@ from .serialization import load, save
 from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn, tensor, zeros,
                        zeros_like)
 from .tensor import Tensor, cat, matmul, stack
+from .creation import (as_tensor, empty, empty_like, eye, full_like, rand_like, randint,
+                       randn_like)
+from .interop import from_dlpack
+from .tensor_ops import (abs, add, all, allclose, amax, amin, any, argmax, argmin, clamp, clip, div,
+                         eq, exp, flatten, ge, gt, isclose, le, log, lt, masked_fill, max,
+                         maximum, mean, min, minimum, mul, narrow, ne, neg, permute, pow, relu,
+                         reshape, sigmoid, sqrt, squeeze, std, sub, sum, t, tanh, transpose, tril,
+                         triu, unbind, unsqueeze, var, where)
 from . import cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
@@ -34,4 +42,11 @@ __all__ = [
     "int32", "int64", "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn",
     "optim", "autograd", "cuda",
     "Generator", "utils",
+    # interop, more creation functions, and the tensor functions of the torch namespace
+    "from_dlpack", "as_tensor", "empty", "empty_like", "eye", "full_like", "rand_like",
+    "randint", "randn_like", "abs", "add", "all", "allclose", "amax", "amin", "any", "argmax",
+    "argmin", "clamp", "clip", "div", "eq", "exp", "flatten", "ge", "gt", "isclose", "le", "log",
+    "lt", "masked_fill", "max", "maximum", "mean", "min", "minimum", "mul", "narrow", "ne",
+    "neg", "permute", "pow", "relu", "reshape", "sigmoid", "sqrt", "squeeze", "std", "sub",
+    "sum", "t", "tanh", "transpose", "tril", "triu", "unbind", "unsqueeze", "var", "where",
 ]

@@ -27,14 +27,31 @@ def _device_and_dtype(device, dtype, op, default=None, requires_grad=False):
     return dev, dtype
 
 
+def _foreign(data):
+    """True for another library's tensor (torch, CuPy...: ``__dlpack__``), not a NumPy array."""
+    return hasattr(data, "__dlpack__") and not isinstance(data, (np.ndarray, np.generic, Tensor))
+
+
+def _from_foreign(data):
+    """A tilegrad tensor over the memory of another library's tensor, its graph cut off (torch
+    refuses to export a tensor that requires grad)."""
+    from .interop import from_dlpack
+    detach = getattr(data, "detach", None)
+    return from_dlpack(detach() if callable(detach) else data)
+
+
 def tensor(data: Tensor | npt.ArrayLike, dtype: npt.DTypeLike | None = None,
            device: _DeviceLike = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (a Tensor, NumPy array, list or number).
+    """A new tensor holding a copy of ``data`` (a Tensor, a torch tensor or any DLPack producer,
+    a NumPy array, a list or a number).
 
-    Python floats become the default dtype (float32), Python ints int64, NumPy arrays keep theirs.
+    Python floats become the default dtype (float32), Python ints int64, arrays and tensors keep
+    theirs; a tensor's copy stays on its device unless ``device`` says otherwise (as PyTorch).
     """
+    if _foreign(data):
+        data = _from_foreign(data)
     if isinstance(data, Tensor):
-        data = data.numpy()
+        return _copy_of_tensor(data, dtype, device, requires_grad)
     arr = np.asarray(data)
     if dtype is None:
         from_python = not isinstance(data, (np.ndarray, np.generic))
@@ -50,6 +67,42 @@ def tensor(data: Tensor | npt.ArrayLike, dtype: npt.DTypeLike | None = None,
     t = Tensor(dev.backend.from_numpy(arr.astype(dtype, copy=False)), dev)
     t.requires_grad = requires_grad
     return t
+
+
+def _copy_of_tensor(t, dtype, device, requires_grad):
+    dev, dtype = _device_and_dtype(t.device if device is None else device,
+                                   t.dtype if dtype is None else dtype, "tensor",
+                                   requires_grad=requires_grad)
+    src = t.detach()
+    if dev != src.device:
+        data = dev.backend.from_numpy(src.numpy())
+    else:
+        data = src._be.copy(src._data)
+    if dtype != src.dtype:
+        data = dev.backend.astype(data, dtype)
+    out = Tensor(data, dev)
+    out.requires_grad = requires_grad
+    return out
+
+
+def as_tensor(data: Tensor | npt.ArrayLike, dtype: npt.DTypeLike | None = None,
+              device: _DeviceLike = None) -> Tensor:
+    """``data`` as a tensor, sharing its memory where it can (as ``torch.as_tensor``): a tensor
+    of the asked dtype and device is returned as it is, a writable C-contiguous NumPy array of a
+    supported dtype becomes a "cpu" tensor over the same memory, a torch or CuPy tensor shares
+    through DLPack; anything else (a list, another dtype or device) is copied."""
+    if _foreign(data):
+        data = _from_foreign(data)
+    if isinstance(data, np.ndarray) and data.dtype in dtypes.SUPPORTED and \
+            data.flags.c_contiguous and data.flags.writeable and get_device(device).name == "cpu":
+        data = Tensor(data, get_device("cpu"))
+    if isinstance(data, Tensor):
+        want_dev = data.device if device is None else get_device(device)
+        want_dtype = data.dtype if dtype is None else dtypes.as_dtype(dtype, "as_tensor")
+        if want_dev == data.device and want_dtype == data.dtype:
+            return data
+        return data.to(want_dev, want_dtype)
+    return tensor(data, dtype=dtype, device=device)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:
@@ -151,3 +204,85 @@ def arange(start: float, end: float | None = None, step: float = 1,
     if dtype is None:
         dtype = dtypes.int64 if values.dtype.kind in "iu" else dtypes.get_default_dtype()
     return tensor(values, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def empty(*size: _Size, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+          requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` whose values are whatever the memory held (fill it before reading)."""
+    shape = C.sizes(_shape_args(size, "empty"), "empty")
+    dev, dtype = _device_and_dtype(device, dtype, "empty", requires_grad=requires_grad)
+    t = Tensor(dev.backend.empty(shape, dtype), dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def empty_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+               requires_grad: bool = False) -> Tensor:
+    return empty(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: _Number | np.number | np.bool_,
+              dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+              requires_grad: bool = False) -> Tensor:
+    """``fill_value`` in a tensor of ``t``'s shape, dtype and device (unless told)."""
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+               requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+              requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def randint(*args: int | Sequence[int], size: Sequence[int] | None = None,
+            low: int | None = None, high: int | None = None,
+            dtype: npt.DTypeLike | None = None, device: _DeviceLike = None,
+            requires_grad: bool = False) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)``: ``randint(high, size)`` or
+    ``randint(low, high, size)``, as ``torch.randint``; int64 unless ``dtype`` says otherwise."""
+    from . import random
+    args = list(args)
+    if size is None and args and isinstance(args[-1], (tuple, list)):
+        size = args.pop()
+    if len(args) > 2 or (len(args) == 2 and (low is not None or high is not None)):
+        raise TypeError(f"randint: expects (high, size) or (low, high, size), got {tuple(args)}")
+    if len(args) == 2:
+        low, high = args
+    elif args:
+        high = args[0]
+    if high is None or size is None:
+        raise TypeError("randint: missing the high bound or the size")
+    low = 0 if low is None else low
+    if not C.is_int(low) or not C.is_int(high):
+        raise TypeError(f"randint: the bounds are integers, got {low!r} and {high!r}")
+    if low >= high:
+        raise ArgumentError(f"randint: expects low to be less than high, but got low={low} >= "
+                            f"high={high}")
+    shape = C.sizes(_shape_args((tuple(size),), "randint"), "randint")
+    dev, dtype = _device_and_dtype(device, dtype, "randint", default=dtypes.int64,
+                                   requires_grad=requires_grad)
+    if dtype.kind in "iu" and not (np.iinfo(dtype).min <= low and high - 1 <= np.iinfo(dtype).max):
+        raise ArgumentError(f"randint: the bounds [{low}, {high}) do not fit in {dtype}")
+    values = random.generator().integers(low, high, size=shape).astype(dtype)
+    t = Tensor(dev.backend.from_numpy(values), dev)
+    t.requires_grad = requires_grad
+    return t
+
+
+def eye(n: int, m: int | None = None, dtype: npt.DTypeLike | None = None,
+        device: _DeviceLike = None, requires_grad: bool = False) -> Tensor:
+    """The ``n`` x ``m`` (``n`` x ``n``) matrix with ones on the diagonal, zeros elsewhere."""
+    m = n if m is None else m
+    for name, k in (("n", n), ("m", m)):
+        if not C.is_int(k) or k < 0:
+            raise ArgumentError(f"eye: {name} must be an integer >= 0, got {k!r}")
+    dev, dtype = _device_and_dtype(device, dtype, "eye", requires_grad=requires_grad)
+    return tensor(np.eye(n, m, dtype=dtype), device=dev, requires_grad=requires_grad)

@@ -21,6 +21,8 @@ What is refused, before anything is written (all RuntimeError, as in PyTorch):
 Backward later refuses to use a tensor that a node saved and that was changed in place since (see
 ``tilegrad.autograd``).
 """
+import warnings
+
 import numpy as np
 
 from . import autograd, dtypes
@@ -83,7 +85,12 @@ class InplaceOps:
 
     # ------------------------------------------------------------ the operations
     def add_(self, other, alpha=1):
-        """``self += alpha * other`` in place; returns ``self``."""
+        """``self += alpha * other`` in place; returns ``self``. PyTorch's old overload
+        ``add_(alpha, other)`` (a number first, then a tensor) works too, with its warning."""
+        if isinstance(other, (int, float, np.number)) and hasattr(alpha, "shape"):
+            warnings.warn("add_(Number alpha, Tensor other) is deprecated, as in PyTorch: use "
+                          "add_(other, alpha=alpha)", UserWarning, stacklevel=2)
+            other, alpha = alpha, other
         return self._inplace("add_", lambda: self + (other if alpha == 1 else other * alpha))
 
     def sub_(self, other, alpha=1):
@@ -97,17 +104,35 @@ class InplaceOps:
         return self._inplace("div_", lambda: self / other)
 
     def clamp(self, min=None, max=None):
-        """Each element limited to ``[min, max]`` (either may be None; ``max`` wins if
-        ``min > max``). The gradient passes where ``min <= x <= max``, as in PyTorch."""
+        """Each element limited to ``[min, max]`` (numbers or tensors, either may be None; ``max``
+        wins if ``min > max``). The gradient passes where ``min <= x <= max``, as in PyTorch; a
+        tensor bound gets it where it is the result."""
         min, max = _bound(min, "clamp", "min"), _bound(max, "clamp", "max")
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
-        if self.dtype.kind == "u":   # the negations below would wrap around: clamp in int64
+        if self.dtype.kind == "u":   # a bound below 0 would wrap around in uint8: in int64
             out = self.long().clamp(min, max)
             return out.to(dtype=self.dtype) if out.dtype == dtypes.int64 else out
-        out = self if min is None else self.maximum(min)
-        # min(y, max) = -max(-y, -max); ties send the gradient to y, so it passes at x == max
-        return out if max is None else -((-out).maximum(-max))
+        from . import _checks as C
+        from .ops.elementwise import Clamp
+        dtype = self.dtype
+        for b in (min, max):
+            if hasattr(b, "shape"):
+                C.same_device("clamp", self, b)
+                dtype = C.promote_types(dtype, b.dtype)
+            elif b is not None:
+                dtype = C.result_type_scalar(dtype, b)
+        C.broadcast("clamp", *(t.shape for t in (self, min, max) if hasattr(t, "shape")))
+        lo, hi = (None if b is None else b.to(dtype=dtype) if hasattr(b, "shape")
+                  else C.scalar(b, dtype) for b in (min, max))
+        return Clamp.apply(self.to(dtype=dtype), lo, hi)
+
+    def clip(self, min=None, max=None):
+        """``clamp``'s other name (NumPy's and PyTorch's)."""
+        return self.clamp(min, max)
+
+    def clip_(self, min=None, max=None):
+        return self.clamp_(min, max)
 
     def clamp_(self, min=None, max=None):
         return self._inplace("clamp_", lambda: self.clamp(min, max))
@@ -130,6 +155,10 @@ class InplaceOps:
 
     def zero_(self):
         return self.fill_(0)
+
+    def masked_fill_(self, mask, value):
+        """``value`` written where the bool tensor ``mask`` (broadcast to this shape) is True."""
+        return self._inplace("masked_fill_", lambda: self.masked_fill(mask, value))
 
     def copy_(self, src):
         """The values of ``src`` (broadcast to this shape, cast to this dtype, moved to this

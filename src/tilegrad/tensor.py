@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _checks as C
-from . import autograd, dtypes, hooks
+from . import autograd, dtypes, hooks, interop
 from .backends import Device, get_device
 from .errors import ArgumentError, DtypeError, ShapeError
 from .grad_fn import GradFn, view_of
@@ -19,9 +19,11 @@ from .inplace import InplaceOps
 from .ops import elementwise as E
 from .ops import nn as N
 from .ops import shape as S
+from .tensor_ops import TensorOps
 
 _Scalar = (int, float, bool, np.integer, np.floating, np.bool_)
 MaxResult = collections.namedtuple("max", ["values", "indices"])
+MinResult = collections.namedtuple("min", ["values", "indices"])
 
 # For annotations, here and in the modules that make tensors (inside Tensor, ``float`` names a
 # method, hence builtins.float there).
@@ -49,7 +51,7 @@ def check_can_require_grad(dtype: np.dtype) -> None:
         raise DtypeError(f"requires_grad: only floating-point tensors can require gradients, "
                          f"this one is {dtype}")
 
-class Tensor(InplaceOps):
+class Tensor(InplaceOps, TensorOps):
     """An n-dimensional array on a device that can record how it was computed.
 
     Make one with ``tilegrad.tensor``, ``zeros``, ``randn`` and the like. Arithmetic follows
@@ -236,6 +238,34 @@ class Tensor(InplaceOps):
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
+
+    # ------------------------------------------------------------ interop: NumPy, DLPack, pickle
+    # What shares memory and what copies: tilegrad/interop.py and docs/interop.md.
+    def __array__(self, dtype: npt.DTypeLike | None = None,
+                  copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(t)``: a "cpu" tensor's own storage (no copy), a host copy otherwise."""
+        return interop.to_array(self, dtype, copy)
+
+    def __dlpack__(self, *, stream: Any = None, max_version: tuple[int, int] | None = None,
+                   dl_device: tuple[int, int] | None = None, copy: bool | None = None) -> Any:
+        """A DLPack capsule of the storage (``torch.from_dlpack(t)``, ``np.from_dlpack(t)``)."""
+        return interop.dlpack(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return interop.dlpack_device(self)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """CuPy's interface for a "cuda" tensor on a GPU (AttributeError elsewhere)."""
+        return interop.cuda_array_interface(self)
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        """pickle: the values (a NumPy copy), the device by name, ``requires_grad``."""
+        return interop.reduce_tensor(self)
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """copy.deepcopy: new storage on the same device, ``.grad`` copied too (leaves only)."""
+        return interop.deepcopy_tensor(self, memo)
 
     # ------------------------------------------------------------ autograd
     def backward(self, gradient: Tensor | npt.ArrayLike | None = None,
@@ -535,12 +565,14 @@ class Tensor(InplaceOps):
         axes = C.dims(dim, self.shape, op, nonempty=True)
         return E.Amax.apply(self, axes, keepdim, nans_share)
 
-    def max(self, dim: _Dims = None, keepdim: bool = False, *, axis: _Dims = None,
+    def max(self, dim: _Dims | Tensor = None, keepdim: bool = False, *, axis: _Dims = None,
             keepdims: bool | None = None) -> Tensor | MaxResult:
         """``t.max()``: the largest element (the gradient shared among ties, as ``amax``).
         ``t.max(dim)``: ``(values, indices)`` along ``dim``, as in PyTorch: the gradient goes to
         the element ``indices`` names. A tuple of dims gives the values only, as ``amax`` (an
         extension: PyTorch refuses a tuple here)."""
+        if isinstance(dim, Tensor):   # torch.max(a, b): the elementwise maximum
+            return self.maximum(dim)
         dim, keepdim = axis if dim is None else dim, C.keepdim(keepdim, keepdims)
         if not C.is_int(dim):
             return self._amax(dim, keepdim, "max", nans_share=dim is None)

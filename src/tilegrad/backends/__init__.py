@@ -43,6 +43,11 @@ class Device:
     def __str__(self):
         return self.name
 
+    def __reduce__(self):
+        # By name: the backend module cannot be pickled, and the device it names is the one this
+        # process has (set up when loaded). deepcopy goes through here too: the same Device back.
+        return device, (self.name,)
+
 
 def _load(module_name):
     try:

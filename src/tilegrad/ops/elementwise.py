@@ -306,3 +306,83 @@ def _kept_shape(shape, axes):
 def _reduced_shape(shape, axes):
     return tuple(n for k, n in enumerate(shape) if k not in axes)
 
+
+
+class Abs(Function):
+    """``|x|``. The gradient is ``grad * sign(x)``: 0 at x = 0, as PyTorch's."""
+    name = "abs"
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.unary("abs", x)
+
+    def backward(self, grad):
+        be, (x,) = self.backend, self.saved
+        up = be.where_mask(be.binary("gt", x, 0), grad, 0)
+        return be.where_mask(be.binary("lt", x, 0), be.unary("neg", grad), up)
+
+
+class Where(Function):
+    """``a`` where ``mask`` else ``b``, the three broadcast together (``torch.where``); ``a`` and
+    ``b`` share a dtype. Each gets the gradient where it was chosen, summed down to its shape."""
+    name = "where"
+
+    def forward(self, mask, a, b):
+        self.a_shape, self.b_shape = tuple(a.shape), tuple(b.shape)
+        self.save_for_backward(mask)
+        return self.backend.where_mask(mask, a, b)
+
+    def backward(self, grad):
+        be, (mask,) = self.backend, self.saved
+        ga = gb = None
+        if self.needs_input_grad[1]:
+            ga = unbroadcast(be, be.where_mask(mask, grad, 0), self.a_shape)
+        if self.needs_input_grad[2]:
+            zeros = be.zeros(tuple(grad.shape), grad.dtype)
+            gb = unbroadcast(be, be.where_mask(mask, zeros, grad), self.b_shape)
+        return None, ga, gb
+
+
+class Clamp(Function):
+    """``min(max(x, lo), hi)``; ``lo`` and ``hi`` are arrays of ``x``'s dtype, numbers or None.
+    Gradients as ``torch.clamp``'s: ``x`` gets it where ``lo <= x <= hi`` (bounds included),
+    ``lo`` where ``x < lo < hi``, ``hi`` where ``x > hi`` or ``hi < lo`` (then ``hi`` is the
+    result everywhere). A NaN in ``x`` stays NaN (and gets no gradient), a NaN bound gives NaN."""
+    name = "clamp"
+
+    def forward(self, x, lo, hi):
+        be = self.backend
+        self.shapes = [tuple(a.shape) for a in (x, lo, hi) if hasattr(a, "shape")]
+        self.save_for_backward(x, lo, hi)
+        y = x if lo is None else be.binary("maximum", x, lo)
+        if hi is None:   # then lo is not None: y is a new array
+            return y
+        if x.dtype.kind != "f":            # no NaN to carry: keep y up to hi
+            return be.where_mask(be.binary("le", y, hi), y, hi)
+        neg_hi = be.unary("neg", hi) if hasattr(hi, "shape") else -hi
+        return be.unary("neg", be.binary("maximum", be.unary("neg", y), neg_hi))
+
+    def backward(self, grad):
+        be, (x, lo, hi) = self.backend, self.saved
+        grads = []
+        if self.needs_input_grad[0]:
+            g = grad if lo is None else be.where_mask(be.binary("ge", x, lo), grad, 0)
+            grads.append(g if hi is None else be.where_mask(be.binary("le", x, hi), g, 0))
+        else:
+            grads.append(None)
+        for bound, other, want in ((lo, hi, "lo"), (hi, lo, "hi")):
+            if not hasattr(bound, "shape"):
+                continue
+            if not self.needs_input_grad[len(grads)]:
+                grads.append(None)
+            elif want == "lo":      # x < lo, and lo < hi
+                g = be.where_mask(be.binary("lt", x, bound), grad, 0)
+                grads.append(g if other is None else be.where_mask(be.binary("lt", bound, other),
+                                                                   g, 0))
+            else:                   # x > hi, or hi < lo
+                g = be.where_mask(be.binary("gt", x, bound), grad, 0)
+                if other is not None:
+                    g = be.where_mask(be.binary("lt", bound, other), grad, g)
+                grads.append(g)
+        return tuple(None if g is None else unbroadcast(be, g, s)
+                     for g, s in zip(grads, self.shapes))
