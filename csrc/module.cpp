@@ -8,6 +8,8 @@
 
 namespace tg {
 
+void register_norm(py::module_& m);     // norm.cpp (declared here: common.h lists the others)
+
 static Simd detect() {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -98,4 +100,5 @@ PYBIND11_MODULE(_cpu, m) {
     register_embedding(m);
     register_lstm(m);
     register_optim(m);
+    register_norm(m);
 }

@@ -81,7 +81,8 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.utils.data.sampler", "tilegrad.utils.data.dataloader",
              "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn",
              "tilegrad.nn.activation", "tilegrad.nn.loss", "tilegrad.nn.recurrent",
-             "tilegrad.nn.tensor_ops", "tilegrad.tensor_ops", "tilegrad.interop"]
+             "tilegrad.nn.tensor_ops", "tilegrad.tensor_ops", "tilegrad.interop",
+             "tilegrad.nn.normalization"]
 
 
 def public_callables(module):

@@ -21,6 +21,9 @@ The list of primitives (every backend exposes the same names and arguments):
   (with ``reduction`` 'none', 'sum' or 'mean': the reduced loss in the forward, its
   gradient read as one element in the backward)
 - ``embedding_fwd``, ``embedding_bwd``
+- ``batch_norm_fwd`` (batch statistics of x (N, C, L) per channel; updates running statistics in
+  place if given), ``batch_norm_bwd``; ``layer_norm_fwd`` (statistics of each row of x (M, D)),
+  ``layer_norm_bwd``: sums accumulated in float64 for float32 inputs too
 - ``dropout_fwd`` (mask drawn from a Philox4x32-10 counter generator whose state, a uint64
   array ``[seed, offset, 0]``, it advances), ``dropout_bwd``
 - ``sgd_step``, ``adam_step`` (fused, in place); ``sgd_step_multi``, ``adam_step_multi`` (every
@@ -417,6 +420,91 @@ def embedding_bwd(grad_out, idx, num_embeddings):
     grad = np.zeros((num_embeddings, d), dtype=grad_out.dtype)
     np.add.at(grad, idx.reshape(-1), grad_out.reshape(idx.size, d))   # not -1: D may be 0
     return grad
+
+# ---------------------------------------------------------------- batch norm and layer norm
+# Statistics and the backward's sums are accumulated in float64 whatever the input's dtype (torch
+# sums float32 in float32, by Welford): more accurate, and on the devices a float64 add per
+# element costs no more than the memory traffic these kernels are bound by. Results are cast back
+# to the input's dtype.
+
+def _affine(xhat, weight, bias):
+    """``xhat * weight + bias``, each factor optional (None: 1 and 0); shapes broadcast."""
+    y = xhat if weight is None else xhat * weight
+    return y if bias is None else y + bias
+
+
+def _column(a):
+    """A per-channel (C,) array as a float64 (C, 1) column, for x (N, C, L); None stays None."""
+    return None if a is None else a.astype(np.float64)[:, None]
+
+
+def batch_norm_fwd(x, weight, bias, running_mean, running_var, momentum, eps):
+    """Batch normalisation of x (N, C, L) with the statistics of each channel over N and L:
+    ``y = (x - mean) * invstd * weight + bias``, ``invstd = 1 / sqrt(var + eps)``, var biased.
+    weight and bias are (C,) or None. Returns ``(y, mean, invstd)``, mean and invstd (C,).
+
+    If running_mean and running_var (C,) are given they are updated in place:
+    ``running = (1 - momentum) * running + momentum * stat``, with the unbiased variance
+    ``var * n / (n - 1)`` (n = N*L) as the variance's stat.
+    """
+    n = x.shape[0] * x.shape[2]
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2))
+    var = np.square(x64 - mean[:, None]).mean(axis=(0, 2))
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x64 - mean[:, None]) * invstd[:, None]
+    y = _affine(xhat, _column(weight), _column(bias)).astype(x.dtype)
+    if running_mean is not None:
+        running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        running_var[...] = (1 - momentum) * running_var + momentum * var * n / max(n - 1, 1)
+    return y, mean.astype(x.dtype), invstd.astype(x.dtype)
+
+
+def batch_norm_bwd(grad, x, weight, mean, invstd):
+    """Gradients of ``batch_norm_fwd`` (training: the statistics depend on x) from dL/dy (N, C, L)
+    and the forward's mean and invstd. With ``xhat = (x - mean) * invstd`` and n = N*L:
+    ``dbias = sum(grad)``, ``dweight = sum(grad * xhat)`` over N and L, and
+    ``dx = weight * invstd * (grad - dbias / n - xhat * dweight / n)``. Returns
+    ``(dx, dweight, dbias)``, the last two (C,) (weight None: ones)."""
+    n = x.shape[0] * x.shape[2]
+    g = grad.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean.astype(np.float64)[:, None]) * invstd[:, None]
+    dbias = g.sum(axis=(0, 2))
+    dweight = (g * xhat).sum(axis=(0, 2))
+    w = 1.0 if weight is None else weight.astype(np.float64)[:, None]
+    dx = w * invstd[:, None] * (g - dbias[:, None] / n - xhat * dweight[:, None] / n)
+    return dx.astype(x.dtype), dweight.astype(x.dtype), dbias.astype(x.dtype)
+
+
+def layer_norm_fwd(x, weight, bias, eps):
+    """Layer normalisation of each row of x (M, D): ``y = (x - mean) * rstd * weight + bias``,
+    ``rstd = 1 / sqrt(var + eps)``, var biased; weight and bias (D,) or None. Returns
+    ``(y, mean, rstd)``, mean and rstd (M,)."""
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):    # D = 0: NaN statistics, as torch
+        mean = x64.mean(axis=1) if x.shape[1] else np.full(x.shape[0], np.nan)
+        var = np.square(x64 - mean[:, None]).mean(axis=1) if x.shape[1] else mean
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x64 - mean[:, None]) * rstd[:, None]
+    y = _affine(xhat, None if weight is None else weight.astype(np.float64),
+                None if bias is None else bias.astype(np.float64))
+    return y.astype(x.dtype), mean.astype(x.dtype), rstd.astype(x.dtype)
+
+
+def layer_norm_bwd(grad, x, weight, mean, rstd):
+    """Gradients of ``layer_norm_fwd`` from dL/dy (M, D) and the forward's mean and rstd. With
+    ``xhat = (x - mean) * rstd`` and ``gw = grad * weight`` (weight None: grad), each row:
+    ``dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))``; over the rows
+    ``dweight = sum(grad * xhat)``, ``dbias = sum(grad)``. Returns ``(dx, dweight, dbias)``, the
+    last two (D,) (computed whether or not weight is given)."""
+    d = max(x.shape[1], 1)
+    g = grad.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean.astype(np.float64)[:, None]) * rstd[:, None]
+    gw = g if weight is None else g * weight.astype(np.float64)
+    dx = rstd[:, None] * (gw - gw.sum(axis=1, keepdims=True) / d
+                          - xhat * (gw * xhat).sum(axis=1, keepdims=True) / d)
+    return dx.astype(x.dtype), (g * xhat).sum(axis=0).astype(x.dtype), g.sum(axis=0).astype(
+        x.dtype)
 
 # ---------------------------------------------------------------- dropout
 

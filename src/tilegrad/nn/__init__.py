@@ -4,6 +4,7 @@ from .layers import (Conv2d, CrossEntropyLoss, Dropout, Embedding, Flatten, Line
                      ReLU, Sequential)
 from .module import Module, Parameter
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .rnn import LSTM, LSTMCell
 from .activation import GELU, Identity, LeakyReLU, LogSoftmax, Sigmoid, Softmax, Tanh
 from .layers import AvgPool2d
@@ -17,3 +18,4 @@ __all__ += ["ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 __all__ += ["Identity", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax", "LeakyReLU",
             "AvgPool2d", "MSELoss", "L1Loss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
             "RNNCell", "GRUCell", "RNN", "GRU"]
+__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]

@@ -402,3 +402,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     # The mask is drawn on input's device from its counter generator, which the kernel advances:
     # no host work, so a captured CUDA graph draws a new mask at each replay.
     return R.Dropout.apply(input, float(p), random.device_state(input.device))
+
+
+from ._norm import batch_norm, layer_norm  # noqa: E402,F401

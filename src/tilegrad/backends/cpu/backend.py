@@ -3,19 +3,20 @@ extension ``tilegrad._cpu`` where one of the family modules here provides it, el
 NumPy backend itself.
 
 Each family module (``gemm``, ``conv``, ``pool``, ``elementwise``, ``reduce``, ``softmax``,
-``embedding``, ``lstm``, ``optim``) lists the primitives it serves in ``PRIMITIVES`` and defines
-them with the specification's names and parameters: a few lines that send float32 and float64
-arrays (made C-contiguous) to the extension and anything else to the NumPy backend.
+``embedding``, ``lstm``, ``optim``, ``norm``) lists the primitives it serves in ``PRIMITIVES`` and
+defines them with the specification's names and parameters: a few lines that send float32 and
+float64 arrays (made C-contiguous) to the extension and anything else to the NumPy backend.
 """
 import inspect
 
 from tilegrad.backends import numpy as spec
 from tilegrad.backends.cpu import (conv, elementwise, embedding, gemm, lstm, optim, pool, reduce,
                                    softmax)
+from tilegrad.backends.cpu import norm
 
 name = "cpp"
 
-FAMILIES = (gemm, conv, pool, elementwise, reduce, softmax, embedding, lstm, optim)
+FAMILIES = (gemm, conv, pool, elementwise, reduce, softmax, embedding, lstm, optim, norm)
 
 
 def _specified():

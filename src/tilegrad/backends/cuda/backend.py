@@ -15,6 +15,7 @@ from .layout import (astype, broadcast_to, concat, copy_into, full, index, index
                      permute, reshape)
 from .lstm import lstm_cell_bwd, lstm_cell_fwd  # noqa: F401
 from .lstm import lstm_bias_bwd, lstm_seq_bwd, lstm_seq_fwd  # noqa: F401
+from .norm import batch_norm_bwd, batch_norm_fwd, layer_norm_bwd, layer_norm_fwd  # noqa: F401
 from .optim import adam_step, sgd_step  # noqa: F401
 from .optim import adam_step_multi, sgd_step_multi  # noqa: F401
 from .pool import max_pool2d_bwd, max_pool2d_fwd  # noqa: F401

@@ -42,7 +42,7 @@ from pathlib import Path
 from . import sass
 
 FAMILIES = ["elementwise", "reduce", "matmul", "layout", "pool", "lstm", "optim", "softmax",
-            "embedding", "conv", "random", "foreach"]
+            "embedding", "conv", "random", "foreach", "norm"]
 PACKAGE = "tilegrad.backends.cuda"
 DEFAULT_CCS = ((9, 0), (8, 0))
 PTXAS_ENV = "TILEGRAD_PTXAS"    # an explicit ptxas, ahead of every other place
