@@ -812,3 +812,35 @@ def test_garbage_structures_load_or_raise_value_error(tmp_path, structure, n_arr
         return
     tg.save(got, tmp_path / "again.tg")           # what loads is something save can write
     assert_same(got, tg.load(tmp_path / "again.tg"))
+
+
+def test_file_objects_and_map_location(tmp_path, device):
+    """torch.save(obj, f) and torch.load(f, map_location=...) with open files and BytesIO."""
+    state = {"w": tg.randn(3, 7, dtype=tg.float64), "step": 4, "names": ["a", "b"]}
+    buffer = io.BytesIO()
+    tg.save(state, buffer)
+    buffer.seek(0)
+    back = tg.load(buffer, map_location=device, weights_only=True)
+    assert back["w"].device.name == device and back["step"] == 4 and back["names"] == ["a", "b"]
+    np.testing.assert_array_equal(back["w"].numpy(), state["w"].numpy())
+    with open(tmp_path / "w.safetensors", "wb") as f:      # the name chooses the format
+        tg.save({"w": state["w"]}, f)
+    with open(tmp_path / "w.safetensors", "rb") as f:
+        flat = tg.load(f, map_location=device)
+    assert flat["w"].device.name == device
+    np.testing.assert_array_equal(flat["w"].numpy(), state["w"].numpy())
+
+
+def test_file_object_errors_write_nothing(tmp_path):
+    buffer = io.BytesIO()
+    with pytest.raises(TypeError, match="save its state_dict"):
+        tg.save(tg.nn.Linear(2, 3), buffer)
+    assert buffer.getvalue() == b""
+    with pytest.raises(TypeError, match="map_location"):
+        tg.load(io.BytesIO(b""), map_location=3)
+    with pytest.raises(ValueError, match="<file object>"):
+        tg.load(io.BytesIO(b"not a checkpoint"))
+    with open(tmp_path / "t.txt", "w") as f:
+        f.write("x")
+    with open(tmp_path / "t.txt") as f, pytest.raises(TypeError, match="binary"):
+        tg.load(f)

@@ -20,6 +20,7 @@ A path ending in ``.safetensors`` is written, and a safetensors file is read, by
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -29,11 +30,12 @@ import socket
 import stat
 import time
 import zipfile
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from . import _safetensors, dtypes
+from .backends import get_device
 from .creation import tensor
 from .tensor import Tensor
 
@@ -78,7 +80,11 @@ def _encode(obj, arrays, where, depth=0):
     if isinstance(obj, (list, tuple)):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {kind: [_encode(v, arrays, f"{where}[{k}]", depth + 1) for k, v in enumerate(obj)]}
-    raise TypeError(f"save: cannot store a {type(obj).__name__} at {where}")
+    hint = ""
+    if hasattr(obj, "state_dict"):    # a Module or an optimizer: torch.save(model, f)
+        hint = (": save its state_dict() instead (a tilegrad file holds no code; "
+                "pickle.dump keeps a whole module)")
+    raise TypeError(f"save: cannot store a {type(obj).__name__} at {where}{hint}")
 
 
 class _Malformed(ValueError):
@@ -131,18 +137,19 @@ def _check_node(node, arrays, used, where, depth=0):
         raise _Malformed(f"{where} is a node of unknown kind {kind!r:.30}")
 
 
-def _decode(node, arrays):
-    """The object of a structure that ``_check_node`` accepted."""
+def _decode(node, arrays, device=None):
+    """The object of a structure that ``_check_node`` accepted, its tensors on ``device`` (None:
+    the default device)."""
     [(kind, value)] = node.items()
     if kind == "tensor":
-        return tensor(arrays[value])
+        return tensor(arrays[value], device=device)
     if kind == "array":
         return arrays[value]
     if kind == "value":
         return value
     if kind == "dict":
-        return {k: _decode(v, arrays) for k, v in value}
-    items = [_decode(v, arrays) for v in value]
+        return {k: _decode(v, arrays, device) for k, v in value}
+    items = [_decode(v, arrays, device) for v in value]
     return items if kind == "list" else tuple(items)
 
 
@@ -293,9 +300,13 @@ def _write_atomically(path, write):
     _fsync_folder(folder)
 
 
-def save(obj: Any, path: str | os.PathLike[str], *,
+def save(obj: Any, path: str | os.PathLike[str] | BinaryIO, *,
          metadata: dict[str, str] | None = None) -> None:
     """Write ``obj`` to ``path`` atomically: the old file stays whole until the new one is.
+
+    ``path`` may also be a file object open for binary writing (``torch.save(obj, f)``): the
+    file is written into it as it is, without the atomic rename (it is the caller's file); its
+    ``name``, if it has one, chooses the format as a path's would.
 
     A path ending in ``.safetensors`` gets a safetensors file, which holds a flat dict of
     name -> tensor or array (a state_dict) and optional ``metadata`` (str -> str), readable by
@@ -307,20 +318,30 @@ def save(obj: Any, path: str | os.PathLike[str], *,
     file gets the mode open() would give it (0o666 less the umask); an existing file keeps its
     permission bits. Abandoned temporary files of earlier saves are removed (docs/saving.md).
     """
-    path = os.fsdecode(os.fspath(path))
-    if _safetensors.wanted(path):
-        data = _safetensors.encode(obj, metadata)
-        _write_atomically(path, lambda f: f.write(data))
+    if hasattr(path, "write"):
+        name = str(getattr(path, "name", "") or "<file object>")
+        buffer = io.BytesIO()     # the whole file first: nothing is written if encoding fails
+        _writer(obj, name, metadata)(buffer)
+        path.write(buffer.getvalue())
         return
+    path = os.fsdecode(os.fspath(path))
+    _write_atomically(path, _writer(obj, path, metadata))
+
+
+def _writer(obj, name, metadata):
+    """A function that writes ``obj`` into a binary file, in the format ``name`` asks for. The
+    object is encoded (and checked) here, before any file is touched."""
+    if _safetensors.wanted(name):
+        data = _safetensors.encode(obj, metadata)
+        return lambda f: f.write(data)
     if metadata is not None:
-        raise ValueError(f"save: metadata is stored only in .safetensors files, not in {path}")
+        raise ValueError(f"save: metadata is stored only in .safetensors files, not in {name}")
     arrays = []
     structure = json.dumps(_encode(obj, arrays, "obj"))
     meta = json.dumps({"format": FORMAT, "version": VERSION, "structure": structure,
                        "sha256": _digest(structure, arrays)})
-    _write_atomically(path, lambda f: np.savez(
-        f, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
-        **{f"a{k}": a for k, a in enumerate(arrays)}))
+    return lambda f: np.savez(f, __meta__=np.frombuffer(meta.encode(), dtype=np.uint8),
+                              **{f"a{k}": a for k, a in enumerate(arrays)})
 
 
 # ---------------------------------------------------------------- reading
@@ -357,8 +378,8 @@ def _read_archive(f):
     """The ``__meta__`` text and the arrays a0, a1, ... of the open file ``f``."""
     if f.read(4) != b"PK\x03\x04":     # np.load would take a .npy or a pickle for something else
         raise _Malformed("it is not a NumPy .npz (zip) archive")
+    size = f.seek(0, os.SEEK_END)    # a file on disk or a BytesIO alike
     f.seek(0)
-    size = os.fstat(f.fileno()).st_size
     with zipfile.ZipFile(f) as z:
         infos = {i.filename: i for i in z.infolist()}
         if len(infos) != len(z.infolist()):
@@ -418,8 +439,15 @@ _READ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, Run
                 NotImplementedError)
 
 
-def load(path: str | os.PathLike[str]) -> Any:
+def load(path: str | os.PathLike[str] | BinaryIO, map_location: Any = None,
+         weights_only: bool | None = None) -> Any:
     """Read what ``save`` wrote; a file that is not a whole tilegrad checkpoint is a ValueError.
+
+    ``path`` may be a file object open for binary reading. ``map_location`` (a device name or
+    Device) puts every tensor there; by default an archive's tensors go to the default device
+    and a safetensors file's to "cpu". ``weights_only`` is accepted for PyTorch's signature and
+    changes nothing: tilegrad's files hold only tensors, arrays, numbers and strings, and
+    reading them never runs pickle.
 
     A safetensors file (known by its content, or its suffix) comes back as an OrderedDict of
     name -> tensor on "cpu", in the file's order, for ``Module.load_state_dict``.
@@ -428,22 +456,50 @@ def load(path: str | os.PathLike[str]) -> Any:
     a file that cannot be opened keeps open()'s OSError; a path that is not a regular file
     (directory, FIFO, ...) is a ValueError.
     """
+    device = _map_location(map_location)
+    if hasattr(path, "read"):
+        data = path.read()
+        if not isinstance(data, bytes):
+            raise TypeError("load: the file object must be open for binary reading ('rb')")
+        return _load_from(io.BytesIO(data), str(getattr(path, "name", "") or "<file object>"),
+                          device)
     path = os.fsdecode(os.fspath(path))
     what = _not_regular(os.stat(path))   # FileNotFoundError as open() would; a FIFO would block
     if what:
         raise ValueError(f"load: {path} is {what}, not a regular file")
     with open(path, "rb") as f:
-        if _safetensors.detect(f.read(9), path):
-            f.seek(0)
-            return _safetensors.read(f, path)
+        return _load_from(f, path, device)
+
+
+def _map_location(map_location):
+    if map_location is None:
+        return None
+    if not isinstance(map_location, str) and not hasattr(map_location, "backend"):
+        raise TypeError(f"load: map_location must be a device name or a Device, got "
+                        f"{type(map_location).__name__}")
+    dev = get_device(map_location)
+    dev.backend   # raises if the device is unavailable, before the file is read
+    return dev
+
+
+def _load_from(f, path, device):
+    """The object in the open, seekable binary file ``f`` (named ``path`` in errors)."""
+    if _safetensors.detect(f.read(9), path):
         f.seek(0)
-        try:
-            root, arrays = _read_checked(f)
-        except _DigestMismatch as e:
-            raise ValueError(f"load: {path} is corrupt: {e}") from None
-        except _Malformed as e:
-            raise ValueError(f"load: {path} is not a readable tilegrad checkpoint: {e}") from None
-        except _READ_ERRORS as e:
-            raise ValueError(f"load: {path} is not a readable tilegrad checkpoint: "
-                             f"{type(e).__name__}: {e}") from None
-    return _decode(root, arrays)
+        state = _safetensors.read(f, path)
+        if device is not None:
+            for k, v in state.items():
+                if isinstance(v, Tensor):
+                    state[k] = v.to(device)
+        return state
+    f.seek(0)
+    try:
+        root, arrays = _read_checked(f)
+    except _DigestMismatch as e:
+        raise ValueError(f"load: {path} is corrupt: {e}") from None
+    except _Malformed as e:
+        raise ValueError(f"load: {path} is not a readable tilegrad checkpoint: {e}") from None
+    except _READ_ERRORS as e:
+        raise ValueError(f"load: {path} is not a readable tilegrad checkpoint: "
+                         f"{type(e).__name__}: {e}") from None
+    return _decode(root, arrays, device)
