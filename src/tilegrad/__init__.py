@@ -27,7 +27,7 @@ from .tensor_ops import (abs, add, all, allclose, amax, amin, any, argmax, argmi
                          maximum, mean, min, minimum, mul, narrow, ne, neg, permute, pow, relu,
                          reshape, sigmoid, sqrt, squeeze, std, sub, sum, t, tanh, transpose, tril,
                          triu, unbind, unsqueeze, var, where)
-from . import cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
+from . import accelerator, cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
 
@@ -41,7 +41,7 @@ __all__ = [
     "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double",
     "int32", "int64", "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn",
     "optim", "autograd", "cuda",
-    "Generator", "utils",
+    "Generator", "utils", "accelerator",
     # interop, more creation functions, and the tensor functions of the torch namespace
     "from_dlpack", "as_tensor", "empty", "empty_like", "eye", "full_like", "rand_like",
     "randint", "randn_like", "abs", "add", "all", "allclose", "amax", "amin", "any", "argmax",
