@@ -2,12 +2,16 @@
 //
 //   log_softmax_fwd(x)            y = x - m - log(sum(exp(x - m))), m the row's maximum
 //   log_softmax_bwd(grad, y)      grad - exp(y) * sum(grad)
-//   cross_entropy_fwd(logits, target, reduction)
+//   cross_entropy_fwd(logits, target, reduction, ignore_index)
 //                                 loss[n] = log(s) - (x[n, t] - m), s = sum(exp(x[n] - m)):
 //                                 the N losses ('none'), their sum ('sum') or mean ('mean')
-//   cross_entropy_bwd(logits, target, grad_loss, reduction)
+//   cross_entropy_bwd(logits, target, grad_loss, reduction, ignore_index)
 //                                 (softmax(x[n]) - onehot(t)) * g[n], g[n] = grad_loss[n]
-//                                 ('none') or the one element grad_loss (/ N for 'mean')
+//                                 ('none') or the one element grad_loss (/ K for 'mean')
+//
+// A row whose target t equals ignore_index (default -100, PyTorch's) has loss 0 (its row is
+// not read) and g[n] = 0 (its gradient softmax * 0: 0, or NaN for a NaN row, as PyTorch's);
+// 'mean' divides by K, the number of rows not ignored (0/0 = NaN when every row is).
 //
 // An input (..., C) is R = size / C rows of length C, each handled by one thread from start
 // to end, every pass over the row after the first reading it from L1/L2 (a row of C = 10000
@@ -41,8 +45,9 @@
 // thread). The 'sum' and 'mean' losses are summed in order over the rows after the parallel
 // part: results are bit-identical for any thread count.
 //
-// Targets must lie in [0, C): checked before anything is computed; one outside raises
-// tilegrad.errors.IndexRangeError (an IndexError), as the Tensor layer does.
+// Targets must lie in [0, C) or equal ignore_index: checked before anything is computed (the
+// same scan counts K); one outside raises tilegrad.errors.IndexRangeError (an IndexError), as
+// the Tensor layer does.
 #include "common.h"
 #include "simd.h"
 #include "vmath.h"
@@ -144,11 +149,15 @@ template <class T> struct LogSoftmaxBwd {
     }
 };
 
-// loss[r] for rows [r0, r1); the targets are in range (checked by the binding).
+// loss[r] for rows [r0, r1); the targets are in range or ignored (checked by the binding).
 template <class T, class I> struct CrossEntropyFwd {
-    static TG_INLINE void body(const T* x, const I* target, T* loss, index_t C, index_t r0,
-                               index_t r1) {
+    static TG_INLINE void body(const T* x, const I* target, std::int64_t ignore, T* loss,
+                               index_t C, index_t r0, index_t r1) {
         for (index_t r = r0; r < r1; ++r) {
+            if (target[r] == ignore) {
+                loss[r] = T(0);
+                continue;
+            }
             const T* __restrict xr = x + r * C;
             const T m = row_max(xr, C);
             const T s = static_cast<T>(row_sum<T>(C, [&](index_t c) { return exp_fast(xr[c] - m); }));
@@ -158,10 +167,11 @@ template <class T, class I> struct CrossEntropyFwd {
 };
 
 // g_step 1: g[r] per row ('none'); g_step 0: the one value g[0] for all rows, divided by
-// `divisor` ('sum': 1, 'mean': N).
+// `divisor` ('sum': 1, 'mean': K). An ignored row takes g = 0 and no onehot.
 template <class T, class I> struct CrossEntropyBwd {
-    static TG_INLINE void body(const T* x, const I* target, const T* g, index_t g_step, T divisor,
-                               T* out, index_t C, index_t r0, index_t r1) {
+    static TG_INLINE void body(const T* x, const I* target, std::int64_t ignore, const T* g,
+                               index_t g_step, T divisor, T* out, index_t C, index_t r0,
+                               index_t r1) {
         for (index_t r = r0; r < r1; ++r) {
             const T* __restrict xr = x + r * C;
             T* __restrict o = out + r * C;
@@ -171,10 +181,11 @@ template <class T, class I> struct CrossEntropyBwd {
                 o[c] = e;
                 return e;
             }));
-            const T gr = g_step ? g[r] : g[0] / divisor;
+            const bool kept = target[r] != ignore;
+            const T gr = !kept ? T(0) : g_step ? g[r] : g[0] / divisor;
             const T scale = gr / s;
             for (index_t c = 0; c < C; ++c) o[c] *= scale;
-            o[target[r]] -= gr;
+            if (kept) o[target[r]] -= gr;
         }
     }
 };
@@ -203,18 +214,24 @@ Reduction reduction_arg(const char* op, const std::string& r) {
 }
 
 // (logits, target) checked: logits (N, C) float, target (N,) int32 or int64 with every value in
-// [0, C). Returns whether target is int64.
-bool check_ce(const char* op, const py::array& logits, const py::array& target) {
+// [0, C) or equal to `ignore`. Returns whether target is int64; `kept` gets the number of rows
+// not ignored.
+bool check_ce(const char* op, const py::array& logits, const py::array& target,
+              std::int64_t ignore, index_t& kept) {
     float_dtype(op, "logits", logits);
     expect_ndim(op, "logits", logits, 2);
     bool i64 = index_dtype(op, "target", target);
     expect_shape(op, "target", target, {dim(logits, 0)});
     const index_t N = dim(logits, 0), C = dim(logits, 1);
+    kept = 0;
     auto scan = [&](auto* t) {
-        for (index_t n = 0; n < N; ++n)
+        for (index_t n = 0; n < N; ++n) {
+            if (t[n] == ignore) continue;
             if (t[n] < 0 || t[n] >= C)
                 index_range_error(std::string(op) + ": target " + std::to_string(t[n]) +
                                   " is out of range for " + std::to_string(C) + " classes");
+            ++kept;
+        }
     };
     if (i64) scan(cptr<std::int64_t>(target));
     else scan(cptr<std::int32_t>(target));
@@ -267,13 +284,15 @@ py::array log_softmax_bwd(py::handle grad_, py::handle y_) {
     return out;
 }
 
-py::array cross_entropy_fwd(py::handle logits_, py::handle target_, const std::string& reduction) {
+py::array cross_entropy_fwd(py::handle logits_, py::handle target_, const std::string& reduction,
+                            std::int64_t ignore_index) {
     const char* op = "cross_entropy_fwd";
     Reduction red = reduction_arg(op, reduction);
     py::array logits = array_arg(op, "logits", logits_);
     py::array target = array_arg(op, "target", target_);
     DType dt = float_dtype(op, "logits", logits);
-    const bool i64 = check_ce(op, logits, target);
+    index_t kept = 0;
+    const bool i64 = check_ce(op, logits, target, ignore_index, kept);
     const index_t N = dim(logits, 0), C = dim(logits, 1);
     py::array out = red == Reduction::none ? new_array(dt, {N}) : new_array(dt, {});
     dispatch(dt, [&](auto zero) {
@@ -284,13 +303,13 @@ py::array cross_entropy_fwd(py::handle logits_, py::handle target_, const std::s
         py::gil_scoped_release release;
         std::vector<T> losses(red == Reduction::none ? 0 : static_cast<size_t>(N));
         T* lp = red == Reduction::none ? op_ : losses.data();
-        if (i64) rows_parallel<CrossEntropyFwd<T, std::int64_t>>(N, C, xp, static_cast<const std::int64_t*>(tp), lp);
-        else rows_parallel<CrossEntropyFwd<T, std::int32_t>>(N, C, xp, static_cast<const std::int32_t*>(tp), lp);
+        if (i64) rows_parallel<CrossEntropyFwd<T, std::int64_t>>(N, C, xp, static_cast<const std::int64_t*>(tp), ignore_index, lp);
+        else rows_parallel<CrossEntropyFwd<T, std::int32_t>>(N, C, xp, static_cast<const std::int32_t*>(tp), ignore_index, lp);
         if (red != Reduction::none) {
             double total = 0;                       // in order: the same for any thread count
             for (index_t n = 0; n < N; ++n) total += losses[static_cast<size_t>(n)];
-            // 'mean' of no rows: 0/0 = NaN, as the specification
-            *op_ = red == Reduction::mean ? static_cast<T>(total / static_cast<double>(N))
+            // 'mean' of no rows kept: 0/0 = NaN, as the specification
+            *op_ = red == Reduction::mean ? static_cast<T>(total / static_cast<double>(kept))
                                           : static_cast<T>(total);
         }
     });
@@ -298,14 +317,15 @@ py::array cross_entropy_fwd(py::handle logits_, py::handle target_, const std::s
 }
 
 py::array cross_entropy_bwd(py::handle logits_, py::handle target_, py::handle grad_loss_,
-                            const std::string& reduction) {
+                            const std::string& reduction, std::int64_t ignore_index) {
     const char* op = "cross_entropy_bwd";
     Reduction red = reduction_arg(op, reduction);
     py::array logits = array_arg(op, "logits", logits_);
     py::array target = array_arg(op, "target", target_);
     py::array grad_loss = array_arg(op, "grad_loss", grad_loss_);
     DType dt = same_float_dtype(op, {{"logits", &logits}, {"grad_loss", &grad_loss}});
-    const bool i64 = check_ce(op, logits, target);
+    index_t kept = 0;
+    const bool i64 = check_ce(op, logits, target, ignore_index, kept);
     const index_t N = dim(logits, 0), C = dim(logits, 1);
     if (red == Reduction::none) expect_shape(op, "grad_loss", grad_loss, {N});
     else if (numel(grad_loss) != 1)
@@ -320,10 +340,11 @@ py::array cross_entropy_bwd(py::handle logits_, py::handle target_, py::handle g
         T* op_ = ptr<T>(out);
         const void* tp = target.data();
         const index_t g_step = red == Reduction::none ? 1 : 0;
-        const T divisor = red == Reduction::mean ? static_cast<T>(N) : T(1);
+        // K = 0 only when every row is ignored, and then no row divides
+        const T divisor = red == Reduction::mean ? static_cast<T>(std::max<index_t>(kept, 1)) : T(1);
         py::gil_scoped_release release;
-        if (i64) rows_parallel<CrossEntropyBwd<T, std::int64_t>>(N, C, xp, static_cast<const std::int64_t*>(tp), gp, g_step, divisor, op_);
-        else rows_parallel<CrossEntropyBwd<T, std::int32_t>>(N, C, xp, static_cast<const std::int32_t*>(tp), gp, g_step, divisor, op_);
+        if (i64) rows_parallel<CrossEntropyBwd<T, std::int64_t>>(N, C, xp, static_cast<const std::int64_t*>(tp), ignore_index, gp, g_step, divisor, op_);
+        else rows_parallel<CrossEntropyBwd<T, std::int32_t>>(N, C, xp, static_cast<const std::int32_t*>(tp), ignore_index, gp, g_step, divisor, op_);
     });
     return out;
 }
@@ -335,13 +356,14 @@ void register_softmax(py::module_& m) {
     m.def("log_softmax_bwd", &log_softmax_bwd, py::arg("grad"), py::arg("y"),
           "Given y = log_softmax(x): grad - exp(y) * sum(grad) over the last axis.");
     m.def("cross_entropy_fwd", &cross_entropy_fwd, py::arg("logits"), py::arg("target"),
-          py::arg("reduction") = "none",
+          py::arg("reduction") = "none", py::arg("ignore_index") = -100,
           "Per-row logsumexp(logits[n]) - logits[n, target[n]] for logits (N, C), target (N,) "
-          "int64 or int32: the N losses ('none'), their sum or their mean (0-d).");
+          "int64 or int32: the N losses ('none'), their sum or their mean (0-d) over the rows "
+          "whose target is not ignore_index (those have loss 0).");
     m.def("cross_entropy_bwd", &cross_entropy_bwd, py::arg("logits"), py::arg("target"),
-          py::arg("grad_loss"), py::arg("reduction") = "none",
+          py::arg("grad_loss"), py::arg("reduction") = "none", py::arg("ignore_index") = -100,
           "(softmax(logits) - onehot(target)) * grad_loss[:, None] ('none'), or times the one "
-          "element grad_loss (/ N for 'mean').");
+          "element grad_loss (/ the rows not ignored for 'mean'); 0 for an ignored row.");
 }
 
 }  // namespace tg

@@ -112,6 +112,64 @@ def test_cross_entropy(simd, dtype, reduction, n, c, seed, index):
           dtype, f"cross_entropy_bwd {reduction}")
 
 
+def ignored_targets(rng, n, c, index, which, ignore_index):
+    """Targets in [0, C) with none, some (about 40%, at least one kept) or all of them
+    ``ignore_index``."""
+    t = rng.integers(0, c, n).astype(index)
+    if which == "some":
+        t[rng.random(n) < 0.4] = ignore_index
+        t[0] = (ignore_index + 1) % c          # one kept row, never the ignored class
+    elif which == "all":
+        t[:] = ignore_index
+    return t
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("which", ["none", "some", "all"])
+@pytest.mark.parametrize("index", INDEX)
+@pytest.mark.parametrize("n, c, ignore_index", [(1, 3, -100), (7, 13, -100), (13, 7, 2),
+                                                (40, 33, -1)], ids=str)
+def test_cross_entropy_ignore_index(dtype, reduction, which, index, n, c, ignore_index):
+    """Rows whose target is ignore_index (-100, -1, or a class, 2) give loss 0 and gradient 0;
+    'mean' divides by the rows kept, NaN when none is (as PyTorch's)."""
+    rng = np.random.default_rng(n + c)
+    x = logits(rng, (n, c), dtype)
+    t = ignored_targets(rng, n, c, index, which, ignore_index)
+    with np.errstate(invalid="ignore"):
+        got = cpp.cross_entropy_fwd(x, t, reduction, ignore_index)
+    ref = spec.cross_entropy_fwd(x.astype(np.float64), t, reduction, ignore_index)
+    if which == "all" and reduction == "mean":
+        assert got.dtype == np.dtype(dtype) and np.isnan(got) and np.isnan(ref)
+    else:
+        check(got, ref, dtype, f"cross_entropy_fwd {reduction}")
+    g = grad_loss(rng, n, dtype, reduction)
+    dx = cpp.cross_entropy_bwd(x, t, g, reduction, ignore_index)
+    check(dx, spec.cross_entropy_bwd(x.astype(np.float64), t, g.astype(np.float64), reduction,
+                                     ignore_index), dtype, f"cross_entropy_bwd {reduction}")
+    ignored = t == ignore_index
+    assert not dx[ignored].any()                # exactly 0, whatever the reduction
+    if reduction == "none":
+        assert (got[ignored] == 0).all()
+
+
+def test_cross_entropy_ignored_rows_are_not_read():
+    """An ignored row's logits are skipped by the forward (loss 0 even for a NaN row, as
+    PyTorch's), while the backward gives softmax * 0 there: NaN for a NaN row, as PyTorch's
+    log_softmax backward."""
+    rng = np.random.default_rng(9)
+    x = logits(rng, (3, 5), np.float64)
+    x[1, 2] = np.nan
+    t = np.array([4, -100, 0])
+    loss = cpp.cross_entropy_fwd(x, t, "none")
+    assert loss[1] == 0 and np.isfinite(loss).all()
+    dx = cpp.cross_entropy_bwd(x, t, np.asarray(1.0), "mean")
+    assert np.isnan(dx[1]).all() and np.isfinite(dx[[0, 2]]).all()
+    with np.errstate(invalid="ignore"):
+        same_nans_then_check(dx, spec.cross_entropy_bwd(x, t, np.asarray(1.0), "mean"),
+                             np.float64, "bwd")
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("n, c", [(700, 10000), (64, 10), (3, 70001)])
 def test_cross_entropy_model_shapes(dtype, n, c):
@@ -211,6 +269,13 @@ def test_target_out_of_range(index):
             assert f"target {bad} is out of range for 10 classes" in msg
     with pytest.raises(IndexError):
         ext.cross_entropy_fwd(np.ones((2, 0), np.float32), np.zeros(2, index), "none")
+    # ignore_index excuses its own value only: -100 is ignored, 10 and -1 still raise
+    for bad in (10, -1):
+        t = np.array([-100, bad, 1], dtype=index)
+        msg = bad_input(ext.cross_entropy_fwd, x, t, "mean", -100, op="cross_entropy_fwd",
+                        error=IndexRangeError)
+        assert f"target {bad} is out of range" in msg
+    assert np.isfinite(ext.cross_entropy_fwd(x, np.array([5, 9, -1], index), "sum", -1))
 
 
 def test_bad_input():

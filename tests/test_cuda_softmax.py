@@ -3,9 +3,10 @@ ladder (v1 a thread per row, v2 the shared-memory tree, v3 warp shuffles through
 stand-in), against the NumPy backend in float64 (and float32 with a float32 tolerance), on odd
 shapes (never block multiples), with large-magnitude logits to show the max-subtraction keeps them
 stable and NaN/inf logits as the specification has them; the reductions 'sum' and 'mean' in the
-primitives (2 launches forward, 1 backward); bad targets reported by the forward kernel and raised
-at the next sync, never read out of bounds; ``kernels.use`` switching the version that
-F.cross_entropy and F.log_softmax run through autograd."""
+primitives (2 launches forward, 1 backward, 2 for 'mean'); ``ignore_index`` (none, some, all rows
+ignored; 'mean' over the rows kept, counted on the device); bad targets reported by the forward
+kernel and raised at the next sync, never read out of bounds; ``kernels.use`` switching the
+version that F.cross_entropy and F.log_softmax run through autograd."""
 import os
 
 import numpy as np
@@ -151,8 +152,69 @@ def test_reduced_cross_entropy_float32(version, reduction):
                  **TOL[np.float32])
 
 
-@pytest.mark.parametrize("reduction, fwd", [("none", 1), ("sum", 2), ("mean", 2)])
-def test_launches_per_call(version, reduction, fwd):
+def _ignoring(n, c, ignore_index, which, seed):
+    """Targets with none, some (at least one kept) or all of them ``ignore_index``."""
+    t = _target(n, c, seed)
+    if which == "some":
+        t[rng(seed + 1).random(n) < 0.4] = ignore_index
+        t[0] = (ignore_index + 1) % c
+    elif which == "all":
+        t[:] = ignore_index
+    return t
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("n,c,ignore_index,which", [
+    (1, 3, -100, "all"), (7, 13, -100, "none"), (7, 13, -100, "some"), (37, 5, 2, "some"),
+    (37, 5, 2, "all")], ids=str)
+def test_ignore_index_against_numpy_float64(version, n, c, ignore_index, which, reduction):
+    """Ignored rows (-100, or the class 2) give loss 0 and gradient 0; 'mean' divides by the
+    rows kept, counted on the device (37 rows: several per thread of the one-block count), and
+    is NaN when none is. Guarded arrays: nothing is read out of bounds, no error reported."""
+    x = _logits((n, c), seed=n + c, scale=3.0)
+    t = _ignoring(n, c, ignore_index, which, seed=n * c)
+    g = rng(n).standard_normal(n if reduction == "none" else ())
+    loss = version.cross_entropy_fwd(guarded(x), guarded(t), reduction, ignore_index)
+    dx = version.cross_entropy_bwd(guarded(x), guarded(t), guarded(g), reduction, ignore_index)
+    rt.synchronize()                                      # nothing reported
+    want = ref.cross_entropy_fwd(x, t, reduction, ignore_index)
+    if which == "all" and reduction == "mean":
+        assert np.isnan(loss) and np.isnan(want)
+    else:
+        assert_close(loss, want, what="loss", **TOL[np.float64])
+    assert_close(dx, ref.cross_entropy_bwd(x, t, g, reduction, ignore_index), what="dlogits",
+                 **TOL[np.float64])
+    assert not dx[t == ignore_index].any()
+
+
+def test_ignore_index_float32(version):
+    n, c = 11, 33
+    x32 = _logits((n, c), seed=21, scale=50.0).astype(np.float32)
+    t = _ignoring(n, c, -100, "some", seed=22)
+    g32 = np.float32(rng(23).standard_normal()).reshape(())
+    x64, g64 = x32.astype(np.float64), g32.astype(np.float64)
+    for reduction in ("sum", "mean"):
+        loss = version.cross_entropy_fwd(x32, t, reduction)      # the default, -100
+        dx = version.cross_entropy_bwd(x32, t, g32, reduction)
+        assert loss.dtype == np.float32 and dx.dtype == np.float32
+        assert_close(loss, ref.cross_entropy_fwd(x64, t, reduction), what="loss",
+                     **TOL[np.float32])
+        assert_close(dx, ref.cross_entropy_bwd(x64, t, g64, reduction), what="dlogits",
+                     **TOL[np.float32])
+
+
+def test_ignore_index_excuses_only_its_value(version):
+    """With ignore_index -1, the target -1 is skipped and -100 is out of range: NaN and an
+    error at the next sync."""
+    x = _logits((3, 5), seed=24)
+    loss = version.cross_entropy_fwd(x, np.array([-1, -100, 2], dtype=np.int64), "none", -1)
+    assert loss[0] == 0 and np.isnan(loss[1]) and np.isfinite(loss[2])
+    with pytest.raises(IndexRangeError, match="target -100 is out of range for 5 classes"):
+        rt.synchronize()
+
+
+@pytest.mark.parametrize("reduction, fwd, bwd", [("none", 1, 1), ("sum", 2, 1), ("mean", 2, 2)])
+def test_launches_per_call(version, reduction, fwd, bwd):
     x, t = _logits((5, 7), seed=6), _target(5, 7, seed=7)
     g = rng(8).standard_normal(5 if reduction == "none" else ())
     before = rt.counts()
@@ -161,7 +223,7 @@ def test_launches_per_call(version, reduction, fwd):
     version.cross_entropy_bwd(x, t, g, reduction)
     after = rt.counts()
     assert mid["kernels"] - before["kernels"] == fwd
-    assert after["kernels"] - mid["kernels"] == 1
+    assert after["kernels"] - mid["kernels"] == bwd          # 'mean': the count, then the rows
     assert mid["copies"] == before["copies"] and after["copies"] == mid["copies"]
 
 
@@ -257,6 +319,7 @@ def test_kernels_use_switches_the_version_autograd_runs(name, monkeypatch):
                                                      "cross_entropy_fwd", "cross_entropy_bwd"))
     kernels.use(sm.FAMILY, name)
     x, t = _logits((7, 33), seed=15, scale=4.0), _target(7, 33, seed=16)
+    t[[2, 5]] = -100                                              # F's default ignore_index
     logits = tg.tensor(x, dtype=tg.float64, device="cuda", requires_grad=True)
     loss = F.cross_entropy(logits, tg.tensor(t, device="cuda"))
     loss.backward()

@@ -1,7 +1,8 @@
 """The losses against PyTorch (float64): values and input gradients of mse_loss, l1_loss,
 nll_loss, cross_entropy's weight / ignore_index / label_smoothing forms, binary_cross_entropy and
 binary_cross_entropy_with_logits, for every reduction; the modules; PyTorch's edge cases (all
-targets ignored, probabilities at 0 and 1) and argument errors; a few cases on every device."""
+targets ignored, probabilities at 0 and 1) and argument errors; a few cases on every device, and
+the fused cross_entropy with ignore_index there."""
 import numpy as np
 import pytest
 
@@ -104,13 +105,61 @@ def test_matches_torch(tg_fn, torch_fn, arrays):
 
 
 DEVICE_CASES = [c for c in CASES if c.id in ("mse-mean", "bce-logits-sum", "nll-weight-ignore-mean",
-                                             "ce-ignore-ls0.3-none", "bce-none", "l1-sum")]
+                                             "ce-ignore-ls0.3-none", "bce-none", "l1-sum",
+                                             "ce-ignore-ls0.0-mean", "ce-ignore-ls0.0-sum",
+                                             "ce-ignore-ls0.0-none")]
 
 
 @pytest.mark.parametrize("tg_fn, torch_fn, arrays", DEVICE_CASES)
 def test_on_device_matches_torch(device, tg_fn, torch_fn, arrays):
     tg.set_default_device(device)        # inputs, targets and weights there (the fixture resets)
     compare_with_torch(tg_fn, torch_fn, *arrays)
+
+
+T_3D_IGNORED = np.where(R.random((3, 2, 3)) < 0.4, -100, T_3D)
+FUSED_IGNORE = [                                  # (input shape, target, ignore_index)
+    pytest.param((3, 5, 2, 3), T_3D_IGNORED, -100, id="4d-some-ignored"),
+    pytest.param((7, 5), T7, 1, id="a-class-ignored"),
+    pytest.param((7, 5), np.full(7, -100), -100, id="all-ignored"),
+    pytest.param((5,), np.array(-100), -100, id="unbatched-ignored"),
+    pytest.param((0, 5), np.zeros(0, np.int64), -100, id="no-rows"),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape, target, ignore_index", FUSED_IGNORE)
+def test_fused_ignore_index_on_device_matches_torch(device, shape, target, ignore_index,
+                                                    reduction):
+    """The fused kernel (weight None, no smoothing) with ignored targets, values and gradients
+    as PyTorch's on every device: loss 0 and gradient 0 for an ignored target, 'mean' over the
+    others, NaN when none is left (or there are no rows)."""
+    x = rng(sum(shape)).standard_normal(shape)
+    ours_x = tg.tensor(x, device=device, requires_grad=True)
+    theirs_x = torch.tensor(x, requires_grad=True)
+    ours = F.cross_entropy(ours_x, tg.tensor(target, device=device), ignore_index=ignore_index,
+                           reduction=reduction)
+    theirs = TF.cross_entropy(theirs_x, torch.tensor(target), ignore_index=ignore_index,
+                              reduction=reduction)
+    assert_close(ours, theirs, rtol=1e-8, atol=1e-12, equal_nan=True, what="loss")
+    w = rng(7).standard_normal(tuple(theirs.shape))
+    (ours * tg.tensor(w, device=device)).sum().backward()
+    (theirs * torch.tensor(w)).sum().backward()
+    assert_close(ours_x.grad, theirs_x.grad, rtol=1e-8, atol=1e-12, what="grad")
+
+
+def test_fused_ignore_index_reads_no_target_on_the_host(device):
+    """On "cuda" the targets stay on the device: forward and backward copy nothing to the host
+    (a -100 among them is skipped by the kernel, not reported as out of range)."""
+    if device != "cuda":
+        pytest.skip("host reads are counted on the cuda runtime")
+    from tilegrad.backends.cuda import runtime as rt
+    x = tg.tensor(R.standard_normal((7, 5)), device=device, requires_grad=True)
+    t = tg.tensor(T7_IGNORED, device=device)
+    before = rt.counts()
+    F.cross_entropy(x, t).backward()
+    assert rt.counts()["copies"] == before["copies"]
+    want = TF.cross_entropy(torch.tensor(x.numpy()), torch.tensor(T7_IGNORED))
+    assert_close(F.cross_entropy(x, t), want)
 
 
 def test_all_targets_ignored_gives_nan_as_torch():
@@ -162,10 +211,12 @@ def test_default_cross_entropy_keeps_the_fused_kernel(monkeypatch):
     monkeypatch.setattr(N.CrossEntropy, "apply", lambda *a: calls.append(1) or apply(*a))
     x = tg.randn(3, 5)
     F.cross_entropy(x, tg.tensor([1, 2, 3]))
-    assert calls == [1]
-    F.cross_entropy(x, tg.tensor([1, -100, 3]))      # an ignored target: the composed path
-    F.cross_entropy(x, tg.tensor([1, 2, 3]), label_smoothing=0.1)
-    assert calls == [1]
+    F.cross_entropy(x, tg.tensor([1, -100, 3]))      # an ignored target: fused too
+    F.cross_entropy(x, tg.tensor([1, 2, 3]), ignore_index=2)
+    assert calls == [1, 1, 1]
+    F.cross_entropy(x, tg.tensor([1, 2, 3]), label_smoothing=0.1)    # composed
+    F.cross_entropy(x, tg.tensor([1, 2, 3]), tg.tensor(W5, dtype=x.dtype))
+    assert calls == [1, 1, 1]
 
 
 def test_deprecated_size_average_and_reduce_map_as_torch():

@@ -19,7 +19,8 @@ The list of primitives (every backend exposes the same names and arguments):
   and its bias gradients)
 - ``log_softmax_fwd``, ``log_softmax_bwd``, ``cross_entropy_fwd``, ``cross_entropy_bwd``
   (with ``reduction`` 'none', 'sum' or 'mean': the reduced loss in the forward, its
-  gradient read as one element in the backward)
+  gradient read as one element in the backward; and ``ignore_index``, default -100: rows
+  with that target give loss 0 and gradient 0 and are not counted by 'mean')
 - ``embedding_fwd``, ``embedding_bwd``
 - ``batch_norm_fwd`` (batch statistics of x (N, C, L) per channel; updates running statistics in
   place if given), ``batch_norm_bwd``; ``layer_norm_fwd`` (statistics of each row of x (M, D)),
@@ -386,26 +387,37 @@ def log_softmax_bwd(grad, y):
     return grad - np.exp(y) * np.sum(grad, axis=-1, keepdims=True)
 
 
-def cross_entropy_fwd(logits, target, reduction="none"):
+def cross_entropy_fwd(logits, target, reduction="none", ignore_index=-100):
     """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C): the N
-    losses for ``reduction`` 'none', else their sum or their sum / N (0-d)."""
-    losses = -log_softmax_fwd(logits)[np.arange(logits.shape[0]), target]
+    losses for ``reduction`` 'none', else their sum or their mean (0-d). A row whose target is
+    ``ignore_index`` has loss 0 and is not counted: 'mean' divides by the number of the other
+    rows, and is NaN (0/0) when there are none, as PyTorch's."""
+    kept = target != ignore_index
+    picked = np.where(kept, target, 0)          # an ignored row reads column 0, then drops it
+    log_p = log_softmax_fwd(logits)[np.arange(logits.shape[0]), picked]
+    losses = np.where(kept, -log_p, 0).astype(logits.dtype)
     if reduction == "none":
         return losses
-    n = len(losses) if reduction == "mean" else 1
-    return np.asarray(np.sum(losses) / n, dtype=logits.dtype)
+    count = np.count_nonzero(kept) if reduction == "mean" else 1
+    with np.errstate(invalid="ignore"):         # every row ignored: 0/0 = NaN on purpose
+        return np.asarray(np.sum(losses) / count, dtype=logits.dtype)
 
 
-def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none", ignore_index=-100):
     """dL/dlogits = (softmax(logits) - onehot(target)) * g[:, None], where g is grad_loss (N,)
     for 'none'; for 'sum' and 'mean' grad_loss is the reduced loss's gradient (one element),
-    divided by N for 'mean'."""
+    divided for 'mean' by the number of rows not ignored. A row whose target is
+    ``ignore_index`` has g = 0: its gradient is ``softmax(logits[n]) * 0`` (0, or NaN where the
+    row's softmax is NaN, as PyTorch's log_softmax backward gives)."""
+    kept = target != ignore_index
     p = np.exp(log_softmax_fwd(logits))
-    p[np.arange(logits.shape[0]), target] -= 1
+    p[np.flatnonzero(kept), target[kept]] -= 1
     if reduction != "none":
-        n = len(target) if reduction == "mean" else 1
+        # max(.., 1): the count is 0 only when every row is ignored, and then no row uses it
+        n = max(np.count_nonzero(kept), 1) if reduction == "mean" else 1
         grad_loss = np.full(len(target), grad_loss.reshape(()) / n, dtype=logits.dtype)
-    return p * grad_loss[:, None]
+    g = np.where(kept, grad_loss, 0).astype(logits.dtype)
+    return p * g[:, None]
 
 # ---------------------------------------------------------------- embedding
 

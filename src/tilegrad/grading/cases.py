@@ -196,6 +196,27 @@ def softmax_cross_entropy(quick):
             out.append(Case("cross_entropy_bwd", _dt(dt), shape, flags, _compare(
                 lambda be, x, t, gl, red=red: be.cross_entropy_bwd(x, t, gl, red),
                 ["grad logits"], x, t, gl), c))
+        out += _ignored_cross_entropy(dt, [(3, 7)] if quick else [(3, 7), (13, 33)])
+    return out
+
+
+def _ignored_cross_entropy(dt, rows):
+    """Cross-entropy with about 40% of the targets ignore_index (-100, the default; the first
+    kept): loss and gradient 0 there, 'mean' over the rows kept, counted on the device."""
+    out = []
+    for (n, c), red in itertools.product(rows, ("none", "sum", "mean")):
+        r = _rng("cross_entropy ignore_index", dt, n, c, red)
+        x = _normal(r, (n, c), dt)
+        t = np.where(r.random(n) < 0.4, -100, r.integers(0, c, n)).astype(np.int64)
+        t[0] = c - 1
+        gl = _normal(r, (n,) if red == "none" else (), dt)
+        shape, flags = f"N,C={n},{c}", f"reduction={red}, ignore_index=-100"
+        out.append(Case("cross_entropy_fwd", _dt(dt), shape, flags, _compare(
+            lambda be, x, t, red=red: be.cross_entropy_fwd(x, t, red, -100), ["loss"], x, t),
+            n * c))
+        out.append(Case("cross_entropy_bwd", _dt(dt), shape, flags, _compare(
+            lambda be, x, t, gl, red=red: be.cross_entropy_bwd(x, t, gl, red, -100),
+            ["grad logits"], x, t, gl), c))
     return out
 
 # ---------------------------------------------------------------- reductions

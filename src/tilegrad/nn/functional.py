@@ -313,14 +313,14 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         label_smoothing: e in [0, 1]: the target becomes ``(1 - e) * target + e / C``.
 
     With indices ``loss = logsumexp(input[n, :]) - input[n, target[n]]``; with probabilities
-    ``loss = -sum_c target[n, c] * log_softmax(input)[n, c]``. Without weight or label smoothing
-    and with no ignored target, class indices take one fused kernel (forward and backward); the
-    other cases are composed of Tensor ops (``nn.loss``).
+    ``loss = -sum_c target[n, c] * log_softmax(input)[n, c]``. Without weight or label smoothing,
+    class indices take one fused kernel (forward and backward), which skips the targets equal to
+    ``ignore_index`` and counts the others for 'mean' on the device; with either, the loss is
+    composed of Tensor ops (``nn.loss``).
 
-    A class index out of range raises ``IndexRangeError`` (an ``IndexError``): at the call on
-    "cpu"; on a device whose kernels check indices ("cuda") at the next synchronisation. There
-    the targets are not read back, so a target equal to ``ignore_index`` is only skipped when
-    a weight or label smoothing is given; otherwise it counts as out of range.
+    A class index out of range (and not ``ignore_index``) raises ``IndexRangeError`` (an
+    ``IndexError``): at the call on "cpu"; on a device whose kernels check indices ("cuda") at
+    the next synchronisation, the targets never being read back to the host.
     """
     reduction = L.reduction_of("cross_entropy", reduction, size_average, reduce)
     A.check_tensors("cross_entropy", input, weight)
@@ -352,8 +352,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     A.check_same("cross_entropy", input)
     A.check_class_target(input, target)
     n_classes = input.shape[class_dim]
-    ignored = L.check_targets_in_range("cross_entropy", target, n_classes, ignore_index)
-    if not plain or ignored:
+    L.check_targets_in_range("cross_entropy", target, n_classes, ignore_index)
+    if not plain:
         return L.cross_entropy_general(input, target, weight, ignore_index, reduction,
                                        label_smoothing)
     # Rows of logits (M, C), the class dimension last, and their M targets.
@@ -362,9 +362,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     logits = input.reshape(1, n_classes) if input.ndim == 1 else \
         input.permute(0, *range(2, input.ndim), 1).reshape(rows, n_classes)
     flat_target = target.reshape(rows).to(dtype=dtypes.int64)      # the kernels take int64
-    if reduction == "mean" and rows == 0:      # PyTorch's mean of no losses: NaN
-        return N.CrossEntropy.apply(logits, flat_target, "sum") * math.nan
-    loss = N.CrossEntropy.apply(logits, flat_target, reduction)
+    # 'mean' of no rows, or of only ignored ones: 0/0 = NaN in the kernel, as PyTorch's.
+    loss = N.CrossEntropy.apply(logits, flat_target, reduction, ignore_index)
     return loss.reshape(loss_shape) if reduction == "none" else loss
 
 

@@ -117,17 +117,19 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     """Softmax and negative log-likelihood fused: logits (N, C), integer target (N,); the
     reduction ('none', 'sum', 'mean') is part of both primitives, so that the backward reads the
-    reduced loss's gradient where it lies (no broadcast, no scaling)."""
+    reduced loss's gradient where it lies (no broadcast, no scaling). Rows whose target is
+    ``ignore_index`` give loss 0, gradient 0, and are not counted by 'mean'."""
     name = "cross_entropy"
 
-    def forward(self, logits, target, reduction):
-        self.reduction = reduction
+    def forward(self, logits, target, reduction, ignore_index=-100):
+        self.reduction, self.ignore_index = reduction, ignore_index
         self.save_for_backward(logits, target)
-        return self.backend.cross_entropy_fwd(logits, target, reduction)
+        return self.backend.cross_entropy_fwd(logits, target, reduction, ignore_index)
 
     def backward(self, grad):
         logits, target = self.saved
-        return self.backend.cross_entropy_bwd(logits, target, grad, self.reduction), None
+        return self.backend.cross_entropy_bwd(logits, target, grad, self.reduction,
+                                              self.ignore_index), None
 
 
 class Embedding(Function):

@@ -2,8 +2,10 @@
 (``csrc/softmax.cpp``), over the last axis, float32 and float64.
 
 Targets may be int64 or int32 (made C-contiguous); other target dtypes, other logits dtypes,
-a 0-d ``x`` and shapes the kernels do not take go to the NumPy backend. A target outside
-[0, C) raises ``IndexRangeError`` (an IndexError) from the kernel before anything is computed.
+a 0-d ``x`` and shapes the kernels do not take go to the NumPy backend. A target equal to
+``ignore_index`` gives its row loss 0 and gradient 0 ('mean' counts only the other rows); any
+other target outside [0, C) raises ``IndexRangeError`` (an IndexError) from the kernel before
+anything is computed.
 """
 import numpy as np
 
@@ -40,16 +42,17 @@ def log_softmax_bwd(grad, y):
     return spec.log_softmax_bwd(grad, y)
 
 
-def cross_entropy_fwd(logits, target, reduction="none"):
+def cross_entropy_fwd(logits, target, reduction="none", ignore_index=-100):
     if _ce_native(logits, target, reduction):
-        return ext.cross_entropy_fwd(contiguous(logits), contiguous(target), reduction)
-    return spec.cross_entropy_fwd(logits, target, reduction)
+        return ext.cross_entropy_fwd(contiguous(logits), contiguous(target), reduction,
+                                     int(ignore_index))
+    return spec.cross_entropy_fwd(logits, target, reduction, ignore_index)
 
 
-def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none", ignore_index=-100):
     if _ce_native(logits, target, reduction) and isinstance(grad_loss, np.ndarray) \
             and same_float(logits, grad_loss) \
             and (grad_loss.shape == target.shape if reduction == "none" else grad_loss.size == 1):
         return ext.cross_entropy_bwd(contiguous(logits), contiguous(target),
-                                     contiguous(grad_loss), reduction)
-    return spec.cross_entropy_bwd(logits, target, grad_loss, reduction)
+                                     contiguous(grad_loss), reduction, int(ignore_index))
+    return spec.cross_entropy_bwd(logits, target, grad_loss, reduction, ignore_index)

@@ -61,15 +61,16 @@ def log_softmax_bwd(grad, y):
     return kernels.launcher("softmax_cross_entropy").log_softmax_bwd(grad, y)
 
 
-def cross_entropy_fwd(logits, target, reduction="none"):
+def cross_entropy_fwd(logits, target, reduction="none", ignore_index=-100):
     """Softmax cross-entropy of logits (N, C) against int64 targets, version in use."""
-    return kernels.launcher("softmax_cross_entropy").cross_entropy_fwd(logits, target, reduction)
+    return kernels.launcher("softmax_cross_entropy").cross_entropy_fwd(logits, target, reduction,
+                                                                       ignore_index)
 
 
-def cross_entropy_bwd(logits, target, grad_loss, reduction="none"):
+def cross_entropy_bwd(logits, target, grad_loss, reduction="none", ignore_index=-100):
     """dL/dlogits of ``cross_entropy_fwd``, version in use."""
     return kernels.launcher("softmax_cross_entropy").cross_entropy_bwd(logits, target, grad_loss,
-                                                                       reduction)
+                                                                       reduction, ignore_index)
 
 
 def sum(x, axes, keepdims):

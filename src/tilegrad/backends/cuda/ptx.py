@@ -249,6 +249,26 @@ def load_modules(families=None, modules=None):
     return loaded, missing
 
 
+def extra_signatures(family, mod):
+    """Entries to compile beside ``mod.PTX_SIGNATURES``: integer instantiations that the family's
+    own (floating-point) list leaves out but the backend launches. The composed losses
+    (``nn.loss``: nll_loss, cross_entropy with a weight or label smoothing) build their gather
+    indices from int64 targets on the device: ``target != ignore_index`` and the range tests
+    (compare with a scalar), ``where`` with a scalar, and ``row * C + target`` (add)."""
+    if family != "elementwise":
+        return []
+    from numba import boolean, int64
+    ints, flags = int64[::1], boolean[::1]
+    return [
+        ("binary_fwd_kernel1_int64", mod.binary_fwd_kernel1,
+         (ints, ints, ints, ints, ints, ints, int64, int64)),
+        ("compare_scalar_fwd_kernel1_int64", mod.compare_scalar_fwd_kernel1,
+         (ints, int64, flags, int64, int64)),
+        ("where_mask_scalar_fwd_kernel1_int64", mod.where_mask_scalar_fwd_kernel1,
+         (flags, ints, int64, ints, ints, ints, ints, int64)),
+    ]
+
+
 def _compile_options(kernel):
     """The dispatcher's own options (fastmath, lineinfo, opt, ...) that compile_ptx accepts, so
     the PTX is the one the launcher gets."""
@@ -342,7 +362,8 @@ def compile_one(family, name, kernel, sig, cc, ptxas, workdir, nvdisasm=None):
 
 def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=None,
                 nvdisasm=None, select=None):
-    """A row per (family, kernel name, cc) for every entry of every family's PTX_SIGNATURES.
+    """A row per (family, kernel name, cc) for every entry of every family's PTX_SIGNATURES
+    (and its ``extra_signatures``).
 
     Row keys: family, name, cc ("sm_90"), signature, ok, registers, barriers, smem (static
     bytes), stack_frame, spill_stores, spill_loads (bytes), ptx_lines, note, error. ``ok`` is
@@ -385,7 +406,7 @@ def compile_all(ccs=DEFAULT_CCS, families=None, modules=None, ptxas=None, jobs=N
             rows.append(row)
             continue
         blocks = getattr(mod, "LAUNCH_BLOCKS", None) or {}
-        for name, kernel, sig, *block in entries:
+        for name, kernel, sig, *block in [*entries, *extra_signatures(family, mod)]:
             if select is not None and not select(name):
                 continue
             threads = block[0] if block else blocks.get(name)

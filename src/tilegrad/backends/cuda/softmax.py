@@ -40,14 +40,25 @@ The cross-entropy forward is one kernel (max, sum, then the row's first thread w
 the logits rather than saving softmax (N*C bytes written and read again) and writes
 ``(exp(x - m)/s - onehot(target[n])) * g``. For ``reduction`` 'none' ``g = grad_loss[n]``; for
 'sum' and 'mean' grad_loss holds the one gradient of the reduced loss, which every row reads
-(``grad_loss[n * g_step]`` with ``g_step = 0``) and divides by ``divisor`` (N for 'mean', else 1):
-no broadcast, no scaling kernel, and nothing read on the host. ``cross_entropy_reduce_fwd_kernelN``
-is the forward's second launch for 'sum' and 'mean': the N losses as one row of the same walk
-(v1: one thread adds them; v2, v3: one block), ``total / divisor`` written by its first thread.
-The order of additions depends only on N, the block size and the version, so the loss is
+(``grad_loss[n * g_step]`` with ``g_step = 0``), divided for 'mean' by K below: no broadcast, no
+scaling kernel, and nothing read on the host. ``cross_entropy_reduce_fwd_kernelN`` is the
+forward's second launch for 'sum' and 'mean': the N losses as one row of the same walk (v1: one
+thread adds them; v2, v3: one block), the total (or total / K) written by its first thread. The
+order of additions depends only on N, the block size and the version, so the loss is
 bit-identical from run to run (no float atomics).
 
-Launches per call: ``cross_entropy_fwd`` 1 ('none') or 2 ('sum', 'mean'); ``cross_entropy_bwd`` 1.
+``ignore_index`` (default -100, PyTorch's): a row whose target equals it has loss 0 and g = 0 in
+the backward. The forward still walks such a row and only then writes 0: skipping it early (a
+test the whole block agrees on) compiled to 5 more registers in v3's float32 kernel (53, not 48),
+one block fewer per multiprocessor, for every row. 'mean' divides by K, the number of targets
+that are not ``ignore_index``, counted on the device: in the forward by the reduction kernel (in
+the same walk as the losses); in the backward by ``cross_entropy_count_kernelN``, one block that
+writes K (in the logits' dtype, exact below 2**24 rows in float32) for the row kernel to read.
+All rows ignored: K = 0 and the 'mean' is NaN, as PyTorch's; every gradient row is then
+softmax * 0.
+
+Launches per call: ``cross_entropy_fwd`` 1 ('none') or 2 ('sum', 'mean'); ``cross_entropy_bwd`` 1
+('none', 'sum') or 2 ('mean': the count first).
 
 Cost (R rows of C, s = bytes per element), the same for every version; the versions differ in
 how fast they move it (v1: uncoalesced, R threads) and in the combining (v2: 2 trees of 8
@@ -59,7 +70,8 @@ kernel                    FLOPs (+ transcendentals)         bytes moved (DRAM, i
 log_softmax_fwd           ~4*R*C + R*C exp + R log           2*R*C*s
 log_softmax_bwd           ~3*R*C + R*C exp                   3*R*C*s
 cross_entropy_fwd         ~3*R*C + R*C exp + R log           R*C*s + R*8 (target) + R*s
-cross_entropy_reduce_fwd  R adds + 1 division                R*s + s
+cross_entropy_reduce_fwd  2*R adds + 1 division              R*s + R*8 + s
+cross_entropy_count       R adds                             R*8 + s
 cross_entropy_bwd         ~5*R*C + R*C exp                   2*R*C*s + R*8 + R*s ('none'), s else
 ========================  ================================  =====================================
 
@@ -67,7 +79,8 @@ Each kernel reads its row two or three times (max, sum, output); the figures cou
 read, assuming a row (C*s bytes) stays in L1 or L2 between passes, which holds at the reference
 models' sizes (C = 10 classes, V = 10k words: 40 KB per row in float32).
 
-Targets must lie in [0, C), and the forward kernel checks them: a target outside it is reported
+Targets must lie in [0, C) or equal ``ignore_index``, and the forward kernel checks them: any
+other target is reported
 through the runtime's error flag (``common.report_error``, code ``BAD_TARGET``; the first report
 wins) and its row gets a NaN loss, and nothing is read out of bounds. The host raises
 ``IndexRangeError("cross_entropy: target 12 is out of range for 10 classes")`` at the next
@@ -76,7 +89,7 @@ host would read the targets back every step. The backward does not report again;
 target's row NaN.
 
 ``VERSIONS`` maps "v1", "v2", "v3" to each version's ``Launchers`` (log_softmax_fwd/bwd,
-cross_entropy_fwd/bwd); the backend calls those of the version in use
+cross_entropy_fwd/bwd, which take ``ignore_index``); the backend calls those of the version in use
 (``tilegrad.kernels.launcher("softmax_cross_entropy")``).
 
 Test (simulator, no GPU)::
@@ -168,13 +181,14 @@ def make_log_softmax_bwd_kernel(version, block, dtype):
 
 @functools.lru_cache(maxsize=None)
 def make_cross_entropy_fwd_kernel(version, block, dtype):
-    """``cross_entropy_fwd_kernel<version>``: loss[n] = log(s) - (x[n, target[n]] - m)."""
+    """``cross_entropy_fwd_kernel<version>``: loss[n] = log(s) - (x[n, target[n]] - m), or 0
+    where target[n] is ignore_index."""
     walk = row_walk(version, block)
     first_row, row_step, first_col, row_max, row_sum = walk.device()
     step, slots = walk.col_step, walk.scratch
     zero, ninf, nan = dtype(0), dtype(-np.inf), dtype(np.nan)
 
-    def kernel(logits, target, loss, n_rows, c, flag):
+    def kernel(logits, target, loss, n_rows, c, ignore_index, flag):
         scratch = cuda.shared.array(slots, dtype)
         t = cuda.threadIdx.x
         j0 = first_col()
@@ -190,7 +204,9 @@ def make_cross_entropy_fwd_kernel(version, block, dtype):
             s = row_sum(scratch, t, acc)
             if j0 == 0:                             # one thread per row writes the loss
                 k = target[r]
-                if k >= 0 and k < c:
+                if k == ignore_index:
+                    loss[r] = zero
+                elif k >= 0 and k < c:
                     loss[r] = math.log(s) - (logits[base + k] - m)
                 else:                               # the host raises at its next sync
                     report_error(flag, BAD_TARGET, k, c)
@@ -201,38 +217,73 @@ def make_cross_entropy_fwd_kernel(version, block, dtype):
 
 @functools.lru_cache(maxsize=None)
 def make_cross_entropy_reduce_fwd_kernel(version, block, dtype):
-    """``cross_entropy_reduce_fwd_kernel<version>``: out[0] = sum(loss[0:n]) / divisor, the n
-    losses walked as one row, in a fixed order."""
+    """``cross_entropy_reduce_fwd_kernel<version>``: out[0] = sum(loss[0:n]), divided for
+    ``mean`` by K, the number of targets other than ignore_index (NaN when K = 0, as PyTorch's);
+    the n losses and targets walked as one row, in a fixed order."""
     walk = row_walk(version, block)
     first_row, row_step, first_col, _, row_sum = walk.device()
     step, slots = walk.col_step, walk.scratch
-    zero = dtype(0)
+    zero, one, nan = dtype(0), dtype(1), dtype(np.nan)
 
-    def kernel(loss, out, n, divisor):
+    def kernel(loss, target, out, n, ignore_index, mean):
         scratch = cuda.shared.array(slots, dtype)
         t = cuda.threadIdx.x
         j0 = first_col()
         for _ in range(first_row(), 1, row_step()):    # one row: v1's thread 0, v2's block 0
             acc = zero
+            kept = zero                 # counted in the loss dtype: exact below 2**24 rows
             for j in range(j0, n, step):
                 acc += loss[j]
+                if target[j] != ignore_index:
+                    kept += one
             total = row_sum(scratch, t, acc)
+            kept = row_sum(scratch, t, kept)
             if j0 == 0:
-                out[0] = total / divisor
+                if not mean:
+                    out[0] = total
+                else:                   # 0/0 spelled out: the simulator would warn on it
+                    out[0] = total / kept if kept > zero else nan
 
     return _named(kernel, "cross_entropy_reduce_fwd", version)
 
 
 @functools.lru_cache(maxsize=None)
+def make_cross_entropy_count_kernel(version, block, dtype):
+    """``cross_entropy_count_kernel<version>``: count[0] = K, the number of targets other than
+    ignore_index, in the logits' dtype: the divisor of the 'mean' backward, found on the device
+    (one row of the same walk as the reduction)."""
+    walk = row_walk(version, block)
+    first_row, row_step, first_col, _, row_sum = walk.device()
+    step, slots = walk.col_step, walk.scratch
+    zero, one = dtype(0), dtype(1)
+
+    def kernel(target, count, n, ignore_index):
+        scratch = cuda.shared.array(slots, dtype)
+        t = cuda.threadIdx.x
+        j0 = first_col()
+        for _ in range(first_row(), 1, row_step()):
+            kept = zero
+            for j in range(j0, n, step):
+                if target[j] != ignore_index:
+                    kept += one
+            kept = row_sum(scratch, t, kept)
+            if j0 == 0:
+                count[0] = kept
+
+    return _named(kernel, "cross_entropy_count", version)
+
+
+@functools.lru_cache(maxsize=None)
 def make_cross_entropy_bwd_kernel(version, block, dtype):
     """``cross_entropy_bwd_kernel<version>``: recomputes m and s, then
-    dx[n, j] = (exp(x[n, j] - m) / s - [j == target[n]]) * grad_loss[n * g_step] / divisor."""
+    dx[n, j] = (exp(x[n, j] - m) / s - [j == target[n]]) * g with g = grad_loss[n * g_step],
+    divided by count[0] when ``mean``; g = 0 where target[n] is ignore_index."""
     walk = row_walk(version, block)
     first_row, row_step, first_col, row_max, row_sum = walk.device()
     step, slots = walk.col_step, walk.scratch
     zero, one, ninf, nan = dtype(0), dtype(1), dtype(-np.inf), dtype(np.nan)
 
-    def kernel(logits, target, grad_loss, dx, n_rows, c, g_step, divisor):
+    def kernel(logits, target, grad_loss, dx, n_rows, c, g_step, ignore_index, count, mean):
         scratch = cuda.shared.array(slots, dtype)
         t = cuda.threadIdx.x
         j0 = first_col()
@@ -248,8 +299,17 @@ def make_cross_entropy_bwd_kernel(version, block, dtype):
             inv_s = one / row_sum(scratch, t, acc)
             k = target[r]
             # g_step 1: a gradient per row ('none'); 0: the reduced loss's one gradient, which
-            # every row reads, divided by N for 'mean'. A bad target poisons its row.
-            g = grad_loss[r * g_step] / divisor if k >= 0 and k < c else nan
+            # every row reads, divided by K for 'mean'. An ignored row gets softmax * 0 (so 0,
+            # or NaN for a NaN row, as the specification; subtracting its onehot changes
+            # neither). A bad target poisons its row.
+            if k == ignore_index:
+                g = zero
+            elif k >= 0 and k < c:
+                g = grad_loss[r * g_step]
+                if mean:
+                    g /= count[0]
+            else:
+                g = nan
             for j in range(j0, c, step):
                 p = math.exp(logits[base + j] - m) * inv_s
                 if j == k:
@@ -271,12 +331,6 @@ def _check_target(logits, target, reduction):
         f"cross_entropy: target {target.shape} is not ({logits.shape[0]},)"
     assert target.dtype == np.int64, f"cross_entropy: target must be int64, not {target.dtype}"
     assert reduction in ("none", "sum", "mean"), f"cross_entropy: reduction {reduction!r}"
-
-
-def _divisor(logits, reduction):
-    """What the summed loss (or its gradient) is divided by: N for 'mean', else 1, as a scalar
-    of the logits' dtype (so that the kernel compiles for that dtype only)."""
-    return logits.dtype.type(logits.shape[0] if reduction == "mean" else 1)
 
 
 class Launchers:
@@ -315,31 +369,37 @@ class Launchers:
                      y.reshape(-1), dx.reshape(-1), n_rows, c)
         return dx
 
-    def cross_entropy_fwd(self, logits, target, reduction="none"):
-        """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C): the N
-        losses for ``reduction`` 'none', else their sum or their sum / N (0-d). A target outside
-        [0, C) is reported by the kernel: IndexRangeError at the next sync."""
+    def _one_row(self, make_kernel, dtype, *args):
+        """A kernel that walks its n elements as one row (v1: thread 0; v2, v3: block 0)."""
+        walk = row_walk(self.version, THREADS)
+        rt.launch(make_kernel(self.version, THREADS, dtype), walk.grid(1), walk.threads, *args)
+
+    def cross_entropy_fwd(self, logits, target, reduction="none", ignore_index=-100):
+        """Per-row loss ``logsumexp(logits[n]) - logits[n, target[n]]`` for logits (N, C), 0 where
+        target[n] is ``ignore_index``: the N losses for ``reduction`` 'none', else their sum or
+        their sum / K (0-d), K the rows not ignored (counted on the device). Any other target
+        outside [0, C) is reported by the kernel: IndexRangeError at the next sync."""
         _check_target(logits, target, reduction)
         logits, target = contiguous(logits), contiguous(target)
         n, c = logits.shape
         dtype = _dtype(logits)
+        ignore_index = int(ignore_index)
         losses = rt.empty((n,), logits.dtype)
         # Launched for C = 0 too: every target is then out of range, and the kernel says so.
         self._launch(make_cross_entropy_fwd_kernel, dtype, n, logits.reshape(-1), target,
-                     losses, n, c, rt.expect_errors())
+                     losses, n, c, ignore_index, rt.expect_errors())
         if reduction == "none":
             return losses
         out = rt.empty((), logits.dtype)
-        walk = row_walk(self.version, THREADS)
-        rt.launch(make_cross_entropy_reduce_fwd_kernel(self.version, THREADS, dtype),
-                  walk.grid(1), walk.threads, losses, out.reshape(1), n,
-                  _divisor(logits, reduction))
+        self._one_row(make_cross_entropy_reduce_fwd_kernel, dtype, losses, target,
+                      out.reshape(1), n, ignore_index, int(reduction == "mean"))
         return out
 
-    def cross_entropy_bwd(self, logits, target, grad_loss, reduction="none"):
+    def cross_entropy_bwd(self, logits, target, grad_loss, reduction="none", ignore_index=-100):
         """dL/dlogits = (softmax(logits) - onehot(target)) * g[:, None]: g = grad_loss (N,) for
         'none'; for 'sum' and 'mean' grad_loss is the reduced loss's gradient (one element, read
-        on the device), divided by N for 'mean'."""
+        on the device), divided for 'mean' by K, the rows not ignored (counted on the device by
+        a one-block kernel first); g = 0 for a row whose target is ``ignore_index``."""
         _check_target(logits, target, reduction)
         per_row = reduction == "none"
         assert grad_loss.dtype == logits.dtype and (
@@ -347,10 +407,17 @@ class Launchers:
             f"cross_entropy_bwd: grad_loss {grad_loss.shape} {grad_loss.dtype} for {reduction!r}"
         logits, target, grad_loss = contiguous(logits), contiguous(target), contiguous(grad_loss)
         n, c = logits.shape
+        dtype, ignore_index, mean = _dtype(logits), int(ignore_index), reduction == "mean"
         dx = rt.empty((n, c), logits.dtype)
-        self._launch(make_cross_entropy_bwd_kernel, _dtype(logits), n if c else 0,
-                     logits.reshape(-1), target, grad_loss.reshape(-1), dx.reshape(-1), n, c,
-                     int(per_row), _divisor(logits, reduction))
+        if not n * c:
+            return dx
+        count = grad_loss.reshape(-1)                   # not read unless mean
+        if mean:
+            count = rt.empty((1,), logits.dtype)
+            self._one_row(make_cross_entropy_count_kernel, dtype, target, count, n, ignore_index)
+        self._launch(make_cross_entropy_bwd_kernel, dtype, n, logits.reshape(-1), target,
+                     grad_loss.reshape(-1), dx.reshape(-1), n, c, int(per_row), ignore_index,
+                     count, int(mean))
         return dx
 
 
@@ -371,11 +438,13 @@ def _signatures():
                     ("log_softmax_bwd", make_log_softmax_bwd_kernel,
                      (arr, arr, arr, int64, int64)),
                     ("cross_entropy_fwd", make_cross_entropy_fwd_kernel,
-                     (arr, idx, arr, int64, int64, idx)),
+                     (arr, idx, arr, int64, int64, int64, idx)),
                     ("cross_entropy_reduce_fwd", make_cross_entropy_reduce_fwd_kernel,
-                     (arr, arr, int64, f)),
+                     (arr, idx, arr, int64, int64, int64)),
+                    ("cross_entropy_count", make_cross_entropy_count_kernel,
+                     (idx, arr, int64, int64)),
                     ("cross_entropy_bwd", make_cross_entropy_bwd_kernel,
-                     (arr, idx, arr, arr, int64, int64, int64, f))):
+                     (arr, idx, arr, arr, int64, int64, int64, int64, arr, int64))):
                 sigs.append((f"{op}_kernel{version}_{f}", make(version, GPU_THREADS, f), sig))
     return sigs
 
