@@ -1,7 +1,7 @@
 // Elementwise kernels: unary ops, binary ops with NumPy broadcasting, pow by a scalar, ReLU's
 // backward.
 //
-//   unary(op, x)        y = op(x): neg abs relu sqrt exp log tanh sigmoid erf
+//   unary(op, x)        y = op(x): neg abs relu sqrt exp log tanh sigmoid erf sin cos
 //   binary(op, a, b)    out = op(a, b), op one of add sub mul div maximum pow, a and b broadcast
 //                       against each other as NumPy does (a Python scalar b arrives as a 0-d array)
 //   pow_scalar(x, p)    y = x ** p
@@ -75,6 +75,12 @@ struct Sigmoid {   // the specification's formula: 1 / (1 + exp(-x)); exp overfl
 };
 struct Erf {   // GELU's default form needs it; a <cmath> call per element (not vectorised)
     template <class T> TG_INLINE T operator()(T x) const { return std::erf(x); }
+};
+struct Sin {   // positional encodings and the like; a <cmath> call per element, as Erf
+    template <class T> TG_INLINE T operator()(T x) const { return std::sin(x); }
+};
+struct Cos {
+    template <class T> TG_INLINE T operator()(T x) const { return std::cos(x); }
 };
 struct PowScalar {
     double p;
@@ -266,19 +272,19 @@ template <class T, class Op> void binary_run(const Plan& p, const T* a, const T*
 
 // ------------------------------------------------------------------ bindings
 
-enum class UOp { neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf };
+enum class UOp { neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf, sin, cos };
 enum class BOp { add, sub, mul, div, maximum, pow };
 
 UOp unary_op(const std::string& op) {
     static const std::pair<const char*, UOp> names[] = {
         {"neg", UOp::neg}, {"abs", UOp::abs},   {"relu", UOp::relu}, {"sqrt", UOp::sqrt},
         {"exp", UOp::exp}, {"log", UOp::log},   {"tanh", UOp::tanh}, {"sigmoid", UOp::sigmoid},
-        {"erf", UOp::erf}};
+        {"erf", UOp::erf}, {"sin", UOp::sin},   {"cos", UOp::cos}};
     for (auto& [name, u] : names)
         if (op == name) return u;
     value_error("unary",
-                "op must be one of neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf, got '" + op +
-                    "'");
+                "op must be one of neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf, sin, cos, "
+                "got '" + op + "'");
 }
 
 BOp binary_op(const std::string& op) {
@@ -311,6 +317,8 @@ py::array unary(const std::string& op, py::handle x_) {
             case UOp::tanh: unary_run(xp, yp, n, Tanh{}); break;
             case UOp::sigmoid: unary_run(xp, yp, n, Sigmoid{}); break;
             case UOp::erf: unary_run(xp, yp, n, Erf{}); break;
+            case UOp::sin: unary_run(xp, yp, n, Sin{}); break;
+            case UOp::cos: unary_run(xp, yp, n, Cos{}); break;
         }
     });
     return y;
@@ -408,7 +416,8 @@ py::array relu_bwd(py::handle grad_, py::handle y_) {
 
 void register_elementwise(py::module_& m) {
     m.def("unary", &unary, py::arg("op"), py::arg("x"),
-          "op(x) elementwise, op one of neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf.");
+          "op(x) elementwise, op one of neg, abs, relu, sqrt, exp, log, tanh, sigmoid, erf, "
+          "sin, cos.");
     m.def("binary", &binary, py::arg("op"), py::arg("a"), py::arg("b"),
           "op(a, b) elementwise with NumPy broadcasting, op one of add, sub, mul, div, maximum, "
           "pow; a and b arrays of one float dtype.");

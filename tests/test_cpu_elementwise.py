@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 from cpu_helpers import bad_input, cases, check, cpp, ext, rand, simd, spec  # noqa: F401
 
 FLOATS = (np.float32, np.float64)
-UNARY = ("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid", "erf")
+UNARY = ("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid", "erf", "sin", "cos")
 BINARY = ("add", "sub", "mul", "div", "maximum", "pow")
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.5, 1e-30, 100.0, -100.0, 700.0,
                     -800.0])

@@ -82,7 +82,7 @@ ANNOTATED = ["tilegrad.tensor", "tilegrad.creation", "tilegrad.autograd",
              "tilegrad.nn.container", "tilegrad.hooks", "tilegrad.grad_fn",
              "tilegrad.nn.activation", "tilegrad.nn.loss", "tilegrad.nn.recurrent",
              "tilegrad.nn.tensor_ops", "tilegrad.tensor_ops", "tilegrad.interop",
-             "tilegrad.nn.normalization"]
+             "tilegrad.nn.normalization", "tilegrad.sampling"]
 
 
 def public_callables(module):

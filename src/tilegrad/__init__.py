@@ -22,11 +22,13 @@ from .tensor import Tensor, cat, matmul, stack
 from .creation import (as_tensor, empty, empty_like, eye, full_like, rand_like, randint,
                        randn_like)
 from .interop import from_dlpack
+from .sampling import multinomial
 from .tensor_ops import (abs, add, all, allclose, amax, amin, any, argmax, argmin, clamp, clip, div,
                          eq, exp, flatten, ge, gt, isclose, le, log, lt, masked_fill, max,
                          maximum, mean, min, minimum, mul, narrow, ne, neg, permute, pow, relu,
                          reshape, sigmoid, sqrt, squeeze, std, sub, sum, t, tanh, transpose, tril,
                          triu, unbind, unsqueeze, var, where)
+from .tensor_ops import cos, sin
 from . import accelerator, cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
@@ -49,4 +51,5 @@ __all__ = [
     "lt", "masked_fill", "max", "maximum", "mean", "min", "minimum", "mul", "narrow", "ne",
     "neg", "permute", "pow", "relu", "reshape", "sigmoid", "sqrt", "squeeze", "std", "sub",
     "sum", "t", "tanh", "transpose", "tril", "triu", "unbind", "unsqueeze", "var", "where",
+    "sin", "cos", "multinomial",
 ]

@@ -18,10 +18,16 @@ What is refused, before anything is written (all RuntimeError, as in PyTorch):
 - a result whose shape or dtype cannot be stored in the tensor (``int_tensor.add_(0.5)``, or a
   ``(3,)`` tensor plus a ``(2, 3)`` one).
 
+``x[key] = value`` (``__setitem__``) is one of these operations: the new tensor is computed out
+of place by the ``index_put`` primitive (``ops.shape.IndexPut``), then written back. The random
+fills ``uniform_`` and ``normal_`` draw on the host from tilegrad's generator, as ``rand`` and
+``randn`` do.
+
 Backward later refuses to use a tensor that a node saved and that was changed in place since (see
 ``tilegrad.autograd``).
 """
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +53,9 @@ class InplaceOps:
                 f"came from. Use an out-of-place operation, or .clone() it first.")
         if autograd.is_grad_enabled() and self.requires_grad and self.is_leaf:
             raise RuntimeError(
-                f"{op}: a leaf tensor of shape {self.shape} that requires grad cannot be changed "
-                f"in place while gradients are recorded; do it inside tilegrad.no_grad() (as an "
+                f"{op}: a leaf Variable that requires grad is being used in an in-place operation "
+                f"(a leaf tensor of shape {self.shape} that requires grad cannot be changed in "
+                f"place while gradients are recorded; do it inside tilegrad.no_grad(), as an "
                 f"optimizer step does).")
 
     def _write(self, out, op, first_node):
@@ -181,6 +188,53 @@ class InplaceOps:
             return Overwrite.apply(self, out) if self.requires_grad else out
         return self._inplace("copy_", compute)
 
+    # ------------------------------------------------------------ x[key] = value
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """``self[key] = value`` in place, as PyTorch's: the keys of ``__getitem__``; ``value`` a
+        number or a tensor that broadcasts to ``self[key]`` (leading dimensions of length 1 are
+        dropped first), cast to this dtype. A tensor value with an index tensor or list in the
+        key must have this dtype already, as in PyTorch. Where an index repeats, the last write
+        wins (PyTorch leaves it unspecified). Differentiable: the old values' gradient is zero at
+        the written positions, ``value``'s is the gradient there, summed to its shape."""
+        from .ops.shape import IndexPut
+        key = key if isinstance(key, tuple) else (key,)
+        target = _indexed_shape(self, key)
+        value = _setitem_value(self, key, value, target)
+        arrays = tuple(k._data if hasattr(k, "_edge") else k for k in key)
+        self._inplace("setitem", lambda: IndexPut.apply(self, value, arrays))
+
+    # ------------------------------------------------------------ random fills
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None,
+                 **bounds: float) -> Any:
+        """Every element drawn uniformly from ``[a, b)`` (``from``/``to`` are PyTorch's keyword
+        names for them); from ``generator``, else tilegrad's global generator."""
+        a, b = bounds.pop("from", a), bounds.pop("to", b)
+        if bounds:
+            raise TypeError(f"uniform_: unexpected keyword arguments {sorted(bounds)}")
+        if a > b:
+            raise RuntimeError(f"uniform_: expects to return a [from, to) range, but found "
+                               f"from={a} > to={b}")
+        return self._random_fill("uniform_", lambda g, s: a + (b - a) * g.random(s), generator)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Any:
+        """Every element drawn from the normal distribution of ``mean`` and ``std``."""
+        if std < 0:
+            raise RuntimeError(f"normal_: expects std >= 0.0, but found std {std}")
+        return self._random_fill("normal_", lambda g, s: g.normal(mean, std, s), generator)
+
+    def _random_fill(self, op, sample, generator):
+        from .sampling import numpy_generator
+        if self.dtype not in dtypes.FLOATING:
+            raise DtypeError(f"{op}: expects a floating-point tensor, got {self.dtype}")
+        rng = numpy_generator(generator, op)
+
+        def compute():
+            from .tensor import Tensor
+            drawn = np.asarray(sample(rng, self.shape), dtype=self.dtype)
+            filled = Tensor(self._be.from_numpy(drawn), self.device)
+            return Overwrite.apply(self, filled) if self.requires_grad else filled
+        return self._inplace(op, compute)
+
     def __iadd__(self, other):
         return self.add_(other)
 
@@ -205,6 +259,43 @@ class Overwrite(autograd.Function):
 
     def backward(self, grad):
         return self.backend.zeros(self.old_shape, self.old_dtype), grad
+
+
+def _indexed_shape(x, key):
+    """The shape of ``x[key]``, from a stand-in of ``x``'s shape and the index tensors' values
+    (read on the host, so that a mask's count and an index's range are checked here, before
+    anything is written)."""
+    host = tuple(k.numpy() if hasattr(k, "_edge") else k for k in key)
+    try:
+        return np.empty(x.shape, dtype=np.bool_)[host].shape
+    except (IndexError, ValueError) as e:   # ValueError: a slice step of 0
+        raise type(e)(f"setitem: {e} (tensor of shape {x.shape})") from None
+
+
+def _setitem_value(x, key, value, target):
+    """``value`` as a tensor of ``x``'s dtype and device whose shape broadcasts to ``target``."""
+    from .tensor import Tensor, _Scalar
+    if isinstance(value, _Scalar):
+        return Tensor(x._be.full((), value, x.dtype), x.device)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"setitem: can't assign a {type(value).__name__} to a tensor (a number "
+                        f"or a tensor is expected)")
+    advanced = any(isinstance(k, (Tensor, list, np.ndarray)) for k in key)
+    if advanced and value.dtype != x.dtype:
+        raise DtypeError(f"setitem: Index put requires the source and destination dtypes match, "
+                         f"got {x.dtype} for the destination and {value.dtype} for the source")
+    while value.ndim > len(target) and value.shape[0] == 1:   # PyTorch drops leading 1s
+        value = value.reshape(value.shape[1:])
+    try:
+        fits = np.broadcast_shapes(value.shape, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"setitem: shape mismatch: value tensor of shape {value.shape} cannot "
+                         f"be broadcast to indexing result of shape {target}")
+    if x.dtype not in dtypes.FLOATING:   # an integer result carries no gradient
+        value = value.detach()
+    return value.to(x.device, x.dtype)
 
 
 def _nodes_since(root, first):

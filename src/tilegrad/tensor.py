@@ -234,7 +234,7 @@ class Tensor(InplaceOps, TensorOps):
         if self.device.name != "cpu":
             extra += f", device='{self.device}'"
         if self._ctx is not None:
-            extra += f", grad_fn=<{type(self._ctx).__name__}Backward>"
+            extra += f", grad_fn=<{self.grad_fn.name()}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -517,6 +517,13 @@ class Tensor(InplaceOps, TensorOps):
         return float(self.item())
 
     def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        """An integer tensor of one element as a list index or slice bound (``words[t]``)."""
+        if self.dtype.kind not in "iub" or self.numel() != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index, this one is {self.dtype} of shape {self.shape}")
         return int(self.item())
 
     def exp(self) -> Tensor:

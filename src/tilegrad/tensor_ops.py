@@ -3,7 +3,9 @@
 ``min``/``amin`` reduce an order-reversed copy with ``amax``/``argmax`` (``-x`` for floats, which
 is exact and differentiable; ``-1 - x`` or ``255 - x`` for integers, which cannot overflow);
 ``var``/``std``, ``where``, ``masked_fill``, ``triu``/``tril``, ``isclose`` are a few existing
-operations each. ``tilegrad.where``, ``tilegrad.abs`` and the other functions of the torch
+operations each; ``sin``/``cos`` are Functions of ``ops/activation.py``; ``multinomial``
+draws on the host (``sampling.py``); ``type`` and ``new`` are PyTorch's legacy spellings of
+``to`` and ``new_*``. ``tilegrad.where``, ``tilegrad.abs`` and the other functions of the torch
 namespace at the bottom call these methods.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy.typing as npt
 from . import _checks as C
 from . import dtypes
 from .errors import ArgumentError, DtypeError, ShapeError
+from .ops import activation as A
 from .ops import elementwise as E
 
 if TYPE_CHECKING:   # tensor.py imports this module
@@ -64,6 +67,14 @@ class TensorOps:
         """``|x|``; the gradient is 0 at 0, as PyTorch's."""
         C.not_bool("abs", self)
         return E.Abs.apply(self)
+
+    def sin(self) -> Tensor:
+        """``sin(x)`` (integer tensors in the default float dtype)."""
+        return A.Sin.apply(self._floating())
+
+    def cos(self) -> Tensor:
+        """``cos(x)`` (integer tensors in the default float dtype)."""
+        return A.Cos.apply(self._floating())
 
     # ------------------------------------------------------------ comparisons
     def _compared(self, op, other):
@@ -304,7 +315,44 @@ class TensorOps:
         from .creation import tensor
         return tensor(data, requires_grad=requires_grad, **self._like(dtype, device))
 
+    def new(self, *args: Any) -> Tensor:
+        """PyTorch's legacy constructor: ``t.new(2, 3)`` is ``t.new_empty(2, 3)``, ``t.new(data)``
+        ``t.new_tensor(data)``, ``t.new()`` an empty 1-D tensor; this dtype and device."""
+        if not args:
+            return self.new_empty(0)
+        if builtins.all(C.is_int(a) for a in args):   # the module has its own all()
+            return self.new_empty(args)
+        if len(args) == 1:
+            return self.new_tensor(args[0])
+        raise TypeError(f"new: expects sizes (ints) or one sequence of data, got {args}")
+
+    def multinomial(self, num_samples: int, replacement: bool = False, *,
+                    generator: Any = None) -> Tensor:
+        """Category indices drawn in proportion to this tensor's rows of weights (int64); see
+        ``tilegrad.multinomial``."""
+        from .sampling import multinomial
+        return multinomial(self, num_samples, replacement, generator=generator)
+
     # ------------------------------------------------------------ dtypes and devices
+    def type(self, dtype: Any = None, non_blocking: bool = False) -> Any:
+        """Without ``dtype``, PyTorch's type name ("torch.FloatTensor", "torch.cuda.LongTensor"),
+        so that code comparing it runs unchanged; with a dtype or such a name, ``to`` it
+        (``self`` if nothing changes)."""
+        if dtype is None:
+            name = _TYPE_NAMES.get(np.dtype(self.dtype))
+            if name is None:
+                raise DtypeError(f"type: no PyTorch type name for {self.dtype}")
+            return ("torch.cuda." if self.device.name == "cuda" else "torch.") + name
+        if isinstance(dtype, str):
+            names = {v: k for k, v in _TYPE_NAMES.items()}
+            device = "cuda" if dtype.startswith("torch.cuda.") else "cpu"
+            base = dtype.rsplit(".", 1)[-1]
+            if not dtype.startswith("torch.") or base not in names:
+                raise ValueError(f"type: invalid type {dtype!r} (expected a name such as "
+                                 f"'torch.FloatTensor')")
+            return self.to(device, names[base])
+        return self.to(dtype=dtype)
+
     def cuda(self, device: Any = None) -> Tensor:
         """A copy on "cuda" (``self`` if it is there already)."""
         return self.to("cuda" if device is None or C.is_int(device) else device)
@@ -321,6 +369,14 @@ class TensorOps:
 
     def bool(self) -> Tensor:
         return self.to(dtype=dtypes.bool_)
+
+
+# PyTorch's legacy type names, as ``Tensor.type()`` gives them.
+_TYPE_NAMES = {np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor",
+               np.dtype(np.float16): "HalfTensor", np.dtype(np.int64): "LongTensor",
+               np.dtype(np.int32): "IntTensor", np.dtype(np.int16): "ShortTensor",
+               np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor",
+               np.dtype(np.bool_): "BoolTensor"}
 
 
 # ---------------------------------------------------------------- functions of the namespace
@@ -396,6 +452,6 @@ FUNCTIONS = ("abs", "clamp", "clip", "exp", "log", "tanh", "sigmoid", "sqrt", "r
              "add", "sub", "mul", "div", "pow", "sum", "mean", "std", "var", "max", "min", "amax",
              "amin", "argmax", "argmin", "maximum", "minimum", "eq", "ne", "gt", "ge", "lt", "le",
              "isclose", "allclose", "masked_fill", "flatten", "reshape", "squeeze", "unsqueeze",
-             "transpose", "permute", "t", "narrow", "unbind", "all", "any")
+             "transpose", "permute", "t", "narrow", "unbind", "all", "any", "sin", "cos")
 # Made here rather than written out one by one: each is the same two lines.
 globals().update({name: _method(name) for name in FUNCTIONS})

@@ -7,10 +7,11 @@ checks shapes, dtypes and devices before calling in, so these functions assume v
 The list of primitives (every backend exposes the same names and arguments):
 
 - memory: ``empty``, ``zeros``, ``full``, ``from_numpy``, ``to_numpy``, ``copy``, ``copy_into``
-- elementwise: ``unary`` (neg exp log tanh sigmoid relu sqrt abs erf), ``binary``,
+- elementwise: ``unary`` (neg exp log tanh sigmoid relu sqrt abs erf sin cos), ``binary``,
   ``pow_scalar``, ``relu_bwd``, ``where_mask``
 - reductions: ``sum``, ``amax``, ``argmax``
-- layout: ``reshape``, ``permute``, ``broadcast_to``, ``index``, ``index_bwd``, ``concat``
+- layout: ``reshape``, ``permute``, ``broadcast_to``, ``index``, ``index_bwd``, ``index_put``,
+  ``concat``
 - ``matmul`` with transposed-operand flags and an optional fused bias and ReLU
 - ``conv2d_fwd``, ``conv2d_bwd_data``, ``conv2d_bwd_weight``
 - ``max_pool2d_fwd`` (with argmax), ``max_pool2d_bwd``
@@ -97,6 +98,8 @@ _UNARY = {
     "sqrt": np.sqrt,
     "abs": np.abs,
     "erf": _erf,
+    "sin": np.sin,
+    "cos": np.cos,
 }
 
 _BINARY = {
@@ -178,6 +181,21 @@ def index_bwd(grad, key, shape):
     """Gradient of ``x[key]``: ``grad`` scattered (with accumulation) into zeros of ``shape``."""
     out = np.zeros(shape, dtype=grad.dtype)
     np.add.at(out, key, grad)
+    return out
+
+
+def index_put(x, key, value):
+    """A copy of ``x`` with ``x[key] = value``: ``value`` (of ``x``'s dtype) broadcast to the
+    shape of ``x[key]``. Where an index tensor names one element more than once, the last write
+    (in the C order of ``x[key]``) wins: NumPy's assignment leaves the order unspecified, so the
+    flat offsets are cut to each element's last occurrence first."""
+    out = np.array(x, copy=True, order="C")
+    offsets = np.arange(x.size, dtype=np.int64).reshape(x.shape)[key]
+    values = np.broadcast_to(value, offsets.shape).reshape(-1)
+    offsets = offsets.reshape(-1)
+    _, last = np.unique(offsets[::-1], return_index=True)   # first from the end = last write
+    keep = offsets.size - 1 - last
+    out.reshape(-1)[offsets[keep]] = values[keep]
     return out
 
 

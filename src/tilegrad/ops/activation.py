@@ -1,6 +1,8 @@
 """Autograd Functions of the activations that the elementwise ops do not already give: ``erf``
 (for GELU's exact form) and leaky ReLU. The others (tanh, sigmoid, GELU's tanh form, softmax)
-are compositions of existing Functions, in ``nn/activation.py``."""
+are compositions of existing Functions, in ``nn/activation.py``. ``sin`` and ``cos``, unary
+primitives added the way ``erf`` was (a Transformer's positional encoding uses them), are here
+too."""
 import math
 
 from ..autograd import Function
@@ -21,6 +23,32 @@ class Erf(Function):
         be, (x,) = self.backend, self.saved
         density = be.unary("exp", be.unary("neg", be.binary("mul", x, x)))
         return be.binary("mul", grad, be.binary("mul", density, _TWO_OVER_SQRT_PI))
+
+
+class Sin(Function):
+    """``sin(x)``; its gradient is ``cos(x)``."""
+    name = "sin"
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.unary("sin", x)
+
+    def backward(self, grad):
+        be, (x,) = self.backend, self.saved
+        return be.binary("mul", grad, be.unary("cos", x))
+
+
+class Cos(Function):
+    """``cos(x)``; its gradient is ``-sin(x)``."""
+    name = "cos"
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.unary("cos", x)
+
+    def backward(self, grad):
+        be, (x,) = self.backend, self.saved
+        return be.binary("mul", grad, be.unary("neg", be.unary("sin", x)))
 
 
 class LeakyReLU(Function):

@@ -61,6 +61,29 @@ class Index(Function):
         return self.backend.index_bwd(grad, self.key, self.in_shape)
 
 
+class IndexPut(Function):
+    """``x`` with ``x[key] = value``, out of place (``Tensor.__setitem__`` writes it back); ``key``
+    holds backend arrays in place of index tensors, ``value`` has ``x``'s dtype and broadcasts to
+    ``x[key]``'s shape. Gradients as PyTorch's: ``x``'s is zero where it was overwritten;
+    ``value``'s is the gradient at ``key``, summed to ``value``'s shape (each occurrence of a
+    repeated index passes it on, whichever write won)."""
+    name = "index_put"
+
+    def forward(self, x, value, key):
+        self.key, self.value_shape = key, tuple(value.shape)
+        return self.backend.index_put(x, key, value)
+
+    def backward(self, grad):
+        from .elementwise import unbroadcast
+        be = self.backend
+        gx = gv = None
+        if self.needs_input_grad[0]:
+            gx = be.index_put(grad, self.key, be.zeros((), grad.dtype))
+        if self.needs_input_grad[1]:
+            gv = unbroadcast(be, be.index(grad, self.key), self.value_shape)
+        return gx, gv
+
+
 class Unbind(Function):
     """The slices of ``x`` along ``axis``, as separate outputs. The backward pass stacks their
     gradients once (zeros for unused slices): cheaper than indexing slice by slice, where each

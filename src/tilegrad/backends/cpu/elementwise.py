@@ -14,7 +14,8 @@ from tilegrad.backends.cpu._util import FLOATS, contiguous, same_float
 
 PRIMITIVES = ("unary", "binary", "pow_scalar", "relu_bwd")
 
-_UNARY = frozenset(("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid", "erf"))
+_UNARY = frozenset(("neg", "abs", "relu", "sqrt", "exp", "log", "tanh", "sigmoid", "erf",
+                    "sin", "cos"))
 _BINARY = frozenset(("add", "sub", "mul", "div", "maximum", "pow"))
 
 

@@ -12,7 +12,7 @@ from .elementwise import binary, pow_scalar, relu_bwd, unary, where_mask  # noqa
 from .embedding import embedding_bwd, embedding_fwd  # noqa: F401
 from .foreach import clip_scale_multi, fill_multi, norm_multi  # noqa: F401
 from .layout import (astype, broadcast_to, concat, copy_into, full, index, index_bwd,  # noqa: F401
-                     permute, reshape)
+                     index_put, permute, reshape)
 from .lstm import lstm_cell_bwd, lstm_cell_fwd  # noqa: F401
 from .lstm import lstm_bias_bwd, lstm_seq_bwd, lstm_seq_fwd  # noqa: F401
 from .norm import batch_norm_bwd, batch_norm_fwd, layer_norm_bwd, layer_norm_fwd  # noqa: F401

@@ -1,5 +1,5 @@
 """Layout kernels, the primitives that move data: permute, broadcast_to, index (and its backward),
-concat, copy_into, astype, full; and reshape, which moves nothing.
+index_put, concat, copy_into, astype, full; and reshape, which moves nothing.
 
 Versions (one each so far; later versions stay beside them as the ladder):
 
@@ -43,6 +43,14 @@ Versions (one each so far; later versions stay beside them as the ladder):
   ``ORDERED_BWD_MAX`` = 4096 indices (a sort by index is the next rung for more).
 - ``index_bwd_kernel3``: the same layout with ``cuda.atomic.add``, above ``ORDERED_BWD_MAX``
   indices (the order of a repeated index's additions is then not fixed).
+- ``index_put_fwd_kernel1``: ``x[key] = value`` on a copy of ``x``, a scatter ``out[dst[j]] =
+  value[pos[j]]`` with two host-made maps: ``dst`` the flat offsets of ``x[key]`` (as
+  ``index_fwd_kernel1``'s map) cut to each offset's last occurrence, ``pos`` where in ``x[key]``
+  that occurrence stands. The offsets are then distinct, so no two threads write one element and
+  a repeated index gets its last write, as in the NumPy backend (an atomic-free, deterministic
+  answer to a question PyTorch leaves open). ``value`` is broadcast to ``x[key]``'s shape first.
+  Maps of plain keys (ints, slices, None, Ellipsis) are cached per shape; keys with index arrays
+  are copied to the host (refused while a CUDA graph is captured).
 - ``concat_fwd_kernel1``: one launch per input, each copying its input into its slice of the
   output. With ``inner`` = the product of the sizes after ``axis``, an input of ``k`` rows along
   ``axis`` is ``outer`` blocks of ``k*inner`` contiguous elements; block ``o`` lands at
@@ -67,6 +75,7 @@ index (gather)         n*8 (map) + n*s + n*s, plus n*8 host-to-device
 index_bwd (scatter)    n_x*s (zeroing) + n*8 + n*s + n atomic read-modify-writes of s bytes
 index 2 (one array)    I*8 + 2*n*s (no map, no upload)
 index_bwd 2 (ordered)  n_x*s (zeroing) + n*s + n*s written at most; n*I index reads (in cache)
+index_put              2*n_x*s (the copy) + n*16 (maps) + 2*n*s, plus n*16 host-to-device
 concat                 2*n*s over all launches
 copy_into, astype      n*s_in + n*s_out
 full                   n*s
@@ -218,6 +227,12 @@ def index_bwd_kernel3(grad, idx, out, sizes, strides, base, inner, count, axis_s
         if k >= 0:
             cuda.atomic.add(out, strided_offset(base, o, sizes, strides) + k * axis_stride,
                             grad[o])
+
+
+@cuda.jit
+def index_put_fwd_kernel1(value, pos, dst, out, n):
+    for j in range(cuda.grid(1), n, cuda.gridsize(1)):
+        out[dst[j]] = value[pos[j]]     # dst holds distinct offsets: no two threads collide
 
 
 @cuda.jit
@@ -391,6 +406,34 @@ def _build_index_map(shape, key):
     return rt.from_numpy(src.reshape(-1)), src.shape
 
 
+def _put_map(shape, key):
+    """(dst, pos, shape of ``x[key]``) for ``index_put``: device int64 arrays of the distinct
+    flat offsets that ``x[key]`` writes and, for each, the position in ``x[key]`` of its last
+    write. Cached per shape for plain keys, as ``_index_map``."""
+    plain = _plain_key(key)
+    if plain is not None:
+        return _cached_put_map(shape, plain)
+    return _build_put_map(shape, _host_key(key))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_put_map(shape, plain):
+    key = tuple(slice(*k[1:]) if isinstance(k, tuple) else k for k in plain)
+    return _build_put_map(shape, key)
+
+
+def _build_put_map(shape, key):
+    try:
+        offsets = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
+    except IndexError as e:
+        raise IndexError(f"setitem: {e} (tensor of shape {shape})") from None
+    out_shape = np.shape(offsets)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
+    _, last = np.unique(offsets[::-1], return_index=True)   # first from the end = last write
+    pos = (offsets.size - 1 - last).astype(np.int64)
+    return rt.from_numpy(offsets[pos]), rt.from_numpy(pos), out_shape
+
+
 def _check_dtype(dtype, what):
     dtype = np.dtype(dtype)
     if dtype not in SUPPORTED_DTYPES:
@@ -476,6 +519,21 @@ def index_bwd(grad, key, shape):
         _launch_index(index_bwd_kernel2 if ordered else index_bwd_kernel3, grad, plan, out, n)
     elif n:
         rt.launch(index_bwd_kernel1, grid_blocks(n), THREADS, flat(grad), src, out.reshape(-1), n)
+    return out
+
+
+def index_put(x, key, value):
+    """A copy of ``x`` with ``x[key] = value`` (``value`` of ``x``'s dtype, broadcast to the
+    shape of ``x[key]``); where an index repeats, the last write wins, as in the NumPy backend."""
+    _check_dtype(x.dtype, "index_put")
+    dst, pos, shape = _put_map(tuple(x.shape), key)
+    out = rt.copy(x)
+    if tuple(value.shape) != tuple(shape):
+        value = broadcast_to(value, shape)
+    n = dst.size
+    if n:
+        rt.launch(index_put_fwd_kernel1, grid_blocks(n), THREADS, flat(value), pos, dst,
+                  out.reshape(-1), n)
     return out
 
 
@@ -565,6 +623,9 @@ def _signatures():
         # x[idx] of any tensor (an int64 argmax, a bool mask, a float batch).
         sigs.append((f"index_fwd_kernel2_{d}", index_fwd_kernel2,
                      (t[::1], idx, t[::1]) + index_args))
+        # x[key] = value on any tensor (token ids, masks, floats).
+        sigs.append((f"index_put_fwd_kernel1_{d}", index_put_fwd_kernel1,
+                     (t[::1], idx, idx, t[::1], int64)))
     # The generator state of dropout, reseeded in place (tilegrad.random).
     sigs.append(("copy_into_fwd_kernel1_uint64", copy_into_fwd_kernel1,
                  (uint64[::1], uint64[::1], int64)))
