@@ -5,20 +5,15 @@
 state dict. The test swaps its import lines for tilegrad's, checks that nothing else differs,
 and runs both versions: each must learn the task.
 """
-import difflib
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import tilegrad as tg
 from helpers import torch
+from pytorch_scripts import EXAMPLES, changed_lines, import_changes, run_script, swap_imports
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "examples" / "pytorch_mlp.py"
+SCRIPT = EXAMPLES / "pytorch_mlp.py"
 TORCH_IMPORTS = [
     "import torch",
     "from torch import nn",
@@ -35,33 +30,20 @@ EPOCH = re.compile(r"epoch (\d+): train loss ([\d.]+), test accuracy ([\d.]+)")
 
 
 def tilegrad_version(text):
-    lines = text.splitlines()
-    start = lines.index("# imports") + 1
-    assert lines[start:start + len(TORCH_IMPORTS)] == TORCH_IMPORTS
-    lines[start:start + len(TORCH_IMPORTS)] = TILEGRAD_IMPORTS
-    return "\n".join(lines) + "\n"
+    return swap_imports(text, TORCH_IMPORTS, TILEGRAD_IMPORTS)
 
 
 def run(path, cwd):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH"))
-                                        if p)
-    proc = subprocess.run([sys.executable, str(path), "--epochs", "3"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    epochs = [(float(loss), float(acc)) for _, loss, acc in EPOCH.findall(proc.stdout)]
-    assert len(epochs) == 3, proc.stdout
+    stdout = run_script(path, ["--epochs", "3"], cwd)
+    epochs = [(float(loss), float(acc)) for _, loss, acc in EPOCH.findall(stdout)]
+    assert len(epochs) == 3, stdout
     return epochs
 
 
 def test_only_the_imports_differ():
     text = SCRIPT.read_text()
-    changed = [line for line in difflib.unified_diff(text.splitlines(),
-                                                    tilegrad_version(text).splitlines(),
-                                                    lineterm="", n=0)
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
-    assert sorted(changed) == sorted([f"-{s}" for s in TORCH_IMPORTS]
-                                     + [f"+{s}" for s in TILEGRAD_IMPORTS])
+    assert changed_lines(text, tilegrad_version(text)) == import_changes(TORCH_IMPORTS,
+                                                                         TILEGRAD_IMPORTS)
 
 
 def test_the_script_trains_on_tilegrad(tmp_path):

@@ -104,6 +104,9 @@ class LSTM(Module):
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
 
+    def flatten_parameters(self) -> None:
+        """PyTorch's cuDNN weight-layout call: nothing to do here (as RNN's and GRU's)."""
+
     def _layer_params(self, k):
         get = lambda n: getattr(self, f"{n}_l{k}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
