@@ -171,3 +171,16 @@ class Generator:
 
     def __repr__(self) -> str:
         return f"Generator(device='cpu', initial_seed={self._seed})"
+
+
+def numpy_generator_of(generator: Any, op: str) -> np.random.Generator:
+    """The NumPy generator behind a ``generator=`` argument of ``op``: tilegrad's global one
+    for None, that of a ``tilegrad.Generator``, or a NumPy ``Generator`` itself."""
+    if generator is None:
+        return _rng[0]
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if callable(getattr(generator, "numpy_generator", None)):
+        return generator.numpy_generator()
+    raise TypeError(f"{op}: generator must be a tilegrad.Generator or a numpy.random.Generator, "
+                    f"got {type(generator).__name__}")

@@ -27,17 +27,9 @@ if TYPE_CHECKING:
 
 
 def numpy_generator(generator: Any, op: str) -> np.random.Generator:
-    """The NumPy generator that ``op`` draws from: tilegrad's global one for None, else that of
-    a ``tilegrad.Generator`` (or a NumPy ``Generator`` itself)."""
+    """The NumPy generator that ``op`` draws from (``random.numpy_generator_of``)."""
     from . import random
-    if generator is None:
-        return random.generator()
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if callable(getattr(generator, "numpy_generator", None)):
-        return generator.numpy_generator()
-    raise TypeError(f"{op}: generator must be a tilegrad.Generator, got "
-                    f"{type(generator).__name__}")
+    return random.numpy_generator_of(generator, op)
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,

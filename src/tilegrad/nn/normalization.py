@@ -21,6 +21,15 @@ from . import _norm as F
 from .module import Module, Parameter
 
 
+def _affine_parameters(module, affine, bias, shape, device, dtype):
+    """``weight`` (ones) and ``bias`` (zeros, unless ``bias`` is False) of ``shape``, or None for
+    both without ``affine``: the learnt scale and shift of a normalisation layer."""
+    weight = Parameter(ones(shape, device=device, dtype=dtype)) if affine else None
+    module.register_parameter("weight", weight)
+    module.register_parameter(
+        "bias", Parameter(zeros(shape, device=device, dtype=dtype)) if affine and bias else None)
+
+
 class _BatchNorm(Module):
     """What BatchNorm1d and BatchNorm2d share; they differ in the input dimensions they take."""
     _dims: tuple[int, ...] = ()
@@ -38,13 +47,7 @@ class _BatchNorm(Module):
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         shape = (self.num_features,)
-        if affine:
-            self.weight = Parameter(ones(shape, device=device, dtype=dtype))
-            self.register_parameter(
-                "bias", Parameter(zeros(shape, device=device, dtype=dtype)) if bias else None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, affine, bias, shape, device, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", zeros(shape, device=device, dtype=dtype))
             self.register_buffer("running_var", ones(shape, device=device, dtype=dtype))
@@ -117,13 +120,7 @@ class LayerNorm(Module):
         self.normalized_shape = F._normalized_shape(normalized_shape, "LayerNorm")
         self.eps, self.elementwise_affine = eps, elementwise_affine
         shape = self.normalized_shape
-        if elementwise_affine:
-            self.weight = Parameter(ones(shape, device=device, dtype=dtype))
-            self.register_parameter(
-                "bias", Parameter(zeros(shape, device=device, dtype=dtype)) if bias else None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, elementwise_affine, bias, shape, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)

@@ -31,7 +31,7 @@ from . import init
 from .layers import _size
 from .module import Module, Parameter
 
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3}     # row blocks of W_ih and W_hh
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}   # row blocks of W_ih and W_hh
 
 
 def _step(mode: str, gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
@@ -82,8 +82,8 @@ def _nonlinearity(nonlinearity, layer):
 
 
 class _Cell(Module):
-    """A single step: parameters ``weight_ih`` (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih``
-    and ``bias_hh`` (G*H,)."""
+    """A single step (RNNCell, GRUCell, and rnn.py's LSTMCell): parameters ``weight_ih``
+    (G*H, I), ``weight_hh`` (G*H, H), ``bias_ih`` and ``bias_hh`` (G*H,)."""
 
     def __init__(self, mode, input_size, hidden_size, bias, device, dtype):
         super().__init__()

@@ -16,9 +16,10 @@ from . import functional as F
 from . import init
 from .layers import _size
 from .module import Module, Parameter
+from .recurrent import _Cell
 
 
-class LSTMCell(Module):
+class LSTMCell(_Cell):
     """One LSTM step: ``(h', c') = cell(x, (h, c))``.
 
     Args: input_size, hidden_size, bias=True, device, dtype.
@@ -29,22 +30,7 @@ class LSTMCell(Module):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  device: _DeviceLike = None, dtype: npt.DTypeLike | None = None) -> None:
-        super().__init__()
-        input_size = _size(input_size, "input_size", "LSTMCell")
-        hidden_size = _size(hidden_size, "hidden_size", "LSTMCell")
-        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        g = 4 * hidden_size
-        self.weight_ih = Parameter(zeros(g, input_size, device=device, dtype=dtype))
-        self.weight_hh = Parameter(zeros(g, hidden_size, device=device, dtype=dtype))
-        for name in ("bias_ih", "bias_hh"):
-            self.register_parameter(
-                name, Parameter(zeros(g, device=device, dtype=dtype)) if bias else None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        bound = 1 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
-        for p in self.parameters():
-            init.uniform_(p, -bound, bound)
+        super().__init__("LSTM", input_size, hidden_size, bias, device, dtype)
 
     def forward(self, input: Tensor,
                 hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:

@@ -16,15 +16,11 @@ from ... import random as _global
 
 
 def numpy_rng(generator: Any, what: str) -> np.random.Generator:
-    """The NumPy generator that ``what`` draws from, given its ``generator`` argument."""
+    """The NumPy generator that ``what`` draws from, given its ``generator`` argument: without
+    one, a fresh generator seeded from tilegrad's global one (as torch's samplers draw a seed)."""
     if generator is None:
         return np.random.default_rng(int(_global.generator().integers(2 ** 63)))
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if callable(getattr(generator, "numpy_generator", None)):
-        return generator.numpy_generator()
-    raise TypeError(f"{what}: generator must be a tilegrad.Generator or a numpy.random.Generator, "
-                    f"got {type(generator).__name__}")
+    return _global.numpy_generator_of(generator, what)
 
 
 def check_generator(generator: Any, what: str) -> None:
