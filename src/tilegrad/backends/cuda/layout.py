@@ -371,10 +371,22 @@ def _index_map(shape, key):
     ``shape``: NumPy indexes an array of offsets on the host (O(size of x) host work). Keys made
     only of ints, slices, None and Ellipsis (an LSTM's ``x[t]``, say) are cached per shape, so a
     training step that repeats them uploads each map once; keys holding index arrays are not."""
+    return _key_map(_build_index_map, shape, key)
+
+
+def _put_map(shape, key):
+    """(dst, pos, shape of ``x[key]``) for ``index_put``: device int64 arrays of the distinct
+    flat offsets that ``x[key]`` writes and, for each, the position in ``x[key]`` of its last
+    write. Cached per shape for plain keys, as ``_index_map``."""
+    return _key_map(_build_put_map, shape, key)
+
+
+def _key_map(build, shape, key):
+    """``build(shape, key)``, cached per (build, shape, key) when ``key`` is plain."""
     plain = _plain_key(key)
     if plain is not None:
-        return _cached_index_map(shape, plain)
-    return _build_index_map(shape, _host_key(key))
+        return _cached_key_map(build, shape, plain)
+    return build(shape, _host_key(key))
 
 
 def _plain_key(key):
@@ -391,42 +403,27 @@ def _plain_key(key):
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_index_map(shape, plain):
+@functools.lru_cache(maxsize=512)   # 256 maps of each kind, as before they shared one
+def _cached_key_map(build, shape, plain):
     key = tuple(slice(*k[1:]) if isinstance(k, tuple) else k for k in plain)
-    return _build_index_map(shape, key)
+    return build(shape, key)
+
+
+def _offsets(shape, key, op):
+    """The flat offsets into an array of ``shape`` that ``[key]`` selects, as NumPy indexes."""
+    try:
+        return np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
+    except IndexError as e:
+        raise IndexError(f"{op}: {e} (tensor of shape {shape})") from None
 
 
 def _build_index_map(shape, key):
-    try:
-        src = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
-    except IndexError as e:
-        raise IndexError(f"getitem: {e} (tensor of shape {shape})") from None
-    src = np.array(src, dtype=np.int64, order="C")    # all-int keys give a scalar: keep it 0-d
-    return rt.from_numpy(src.reshape(-1)), src.shape
-
-
-def _put_map(shape, key):
-    """(dst, pos, shape of ``x[key]``) for ``index_put``: device int64 arrays of the distinct
-    flat offsets that ``x[key]`` writes and, for each, the position in ``x[key]`` of its last
-    write. Cached per shape for plain keys, as ``_index_map``."""
-    plain = _plain_key(key)
-    if plain is not None:
-        return _cached_put_map(shape, plain)
-    return _build_put_map(shape, _host_key(key))
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_put_map(shape, plain):
-    key = tuple(slice(*k[1:]) if isinstance(k, tuple) else k for k in plain)
-    return _build_put_map(shape, key)
+    src = np.array(_offsets(shape, key, "getitem"), dtype=np.int64, order="C")   # all-int keys
+    return rt.from_numpy(src.reshape(-1)), src.shape                              # give 0-d
 
 
 def _build_put_map(shape, key):
-    try:
-        offsets = np.arange(_size(shape), dtype=np.int64).reshape(shape)[key]
-    except IndexError as e:
-        raise IndexError(f"setitem: {e} (tensor of shape {shape})") from None
+    offsets = _offsets(shape, key, "setitem")
     out_shape = np.shape(offsets)
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
     _, last = np.unique(offsets[::-1], return_index=True)   # first from the end = last write
