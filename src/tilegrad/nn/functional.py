@@ -356,12 +356,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if not plain:
         return L.cross_entropy_general(input, target, weight, ignore_index, reduction,
                                        label_smoothing)
-    # Rows of logits (M, C), the class dimension last, and their M targets.
-    loss_shape = () if input.ndim == 1 else target.shape
-    rows = int(np.prod(loss_shape, dtype=np.int64))
-    logits = input.reshape(1, n_classes) if input.ndim == 1 else \
-        input.permute(0, *range(2, input.ndim), 1).reshape(rows, n_classes)
-    flat_target = target.reshape(rows).to(dtype=dtypes.int64)      # the kernels take int64
+    # Rows of logits (M, C), the class dimension last, and their M int64 targets (the kernels'
+    # layout).
+    logits, flat_target, loss_shape = L.class_rows(input, target)
     # 'mean' of no rows, or of only ignored ones: 0/0 = NaN in the kernel, as PyTorch's.
     loss = N.CrossEntropy.apply(logits, flat_target, reduction, ignore_index)
     return loss.reshape(loss_shape) if reduction == "none" else loss

@@ -141,21 +141,18 @@ def _check_class_weight(op, input, weight):
     A.check_same(op, input, weight)
 
 
-def check_targets_in_range(op: str, target: Tensor, n_classes: int, ignore_index: int) -> bool:
+def check_targets_in_range(op: str, target: Tensor, n_classes: int, ignore_index: int) -> None:
     """On a device whose kernels do not check indices (the host reads its values anyway): a
-    target outside [0, n_classes) that is not ``ignore_index`` raises IndexRangeError. Returns
-    whether any target is ``ignore_index`` (False where the values are not read)."""
+    target outside [0, n_classes) that is not ``ignore_index`` raises IndexRangeError."""
     if getattr(target.device.backend, "CHECKS_INDICES", False) or not target.numel():
-        return False
+        return
     t = target.numpy().astype(np.int64)
-    ignored = t == ignore_index
-    bad = t[~ignored & ((t < 0) | (t >= n_classes))]
+    bad = t[(t != ignore_index) & ((t < 0) | (t >= n_classes))]
     if bad.size:
         raise IndexRangeError(f"{op}: target {bad[0]} is out of range for {n_classes} classes")
-    return bool(ignored.any())
 
 
-def _rows(input, target):
+def class_rows(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor, tuple[int, ...]]:
     """``input`` as rows (M, C), the class dimension last, with their M int64 targets, and the
     shape of the per-element losses (the target's; () for an unbatched input)."""
     n_classes = input.shape[0 if input.ndim == 1 else 1]
@@ -218,7 +215,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     _check_class_weight("nll_loss", input, weight)
     check_targets_in_range("nll_loss", target, input.shape[0 if input.ndim == 1 else 1],
                            ignore_index)
-    rows, flat_target, loss_shape = _rows(input, target)
+    rows, flat_target, loss_shape = class_rows(input, target)
     picked, w = _picked(rows, flat_target, weight, ignore_index)
     losses = -picked * w
     if reduction == "none":
@@ -232,7 +229,7 @@ def cross_entropy_general(input: Tensor, target: Tensor, weight: Tensor | None,
     label_smoothing (arguments checked by the caller): ``(1 - e) * nll + e/C * smooth``, with
     ``smooth = -sum_c w_c * log_softmax(input)_c``, PyTorch's formula."""
     _check_class_weight("cross_entropy", input, weight)
-    rows, flat_target, loss_shape = _rows(input, target)
+    rows, flat_target, loss_shape = class_rows(input, target)
     logp = F.log_softmax(rows, 1)
     picked, w = _picked(logp, flat_target, weight, ignore_index)
     losses = -picked * w

@@ -146,11 +146,14 @@ def make_batch_norm_bwd_kernel(block, dtype):
             sg = block_sum(scratch, t, sg)
             sgx = block_sum(scratch, t, sgx) * inv          # sum(grad * xhat)
             scale = inv * weight[ch] if has_w else inv
+            # The two means once, out of the loop: a float64 division per element would call
+            # the slow division routine in the hot loop (as layer_norm_bwd does it too).
+            mg, mgx = sg / n, sgx / n
             for i in range(t, n, block):
                 b, k = udivmod(i, span)
                 at = (b * c + ch) * span + k
                 xhat = (x[at] - m) * inv
-                dx[at] = dtype(scale * (grad[at] - sg / n - xhat * sgx / n))
+                dx[at] = dtype(scale * (grad[at] - mg - xhat * mgx))
             if t == 0:
                 dweight[ch] = dtype(sgx)
                 dbias[ch] = dtype(sg)
