@@ -16,6 +16,7 @@ import safetensors
 from safetensors.numpy import save as np_save
 
 import tilegrad as tg
+from tilegrad.bench.train import _torch_model as torch_model
 from helpers import torch
 from tilegrad import dtypes, models, nn
 from tilegrad.testing import assert_close, rng
@@ -39,42 +40,9 @@ def header(path):
 # ---------------------------------------------------------------- PyTorch twins
 
 def _torch_twin(name):
-    """A float64 PyTorch model with the reference model's architecture and state-dict names."""
-    tnn = torch.nn
-
-    class MLP(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 128), tnn.ReLU(),
-                                      tnn.Linear(128, 10))
-
-        def forward(self, x):
-            return self.net(x)
-
-    class CNN(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, c = [], 1
-            for k in (64, 128, 256):
-                layers += [tnn.Conv2d(c, k, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2)]
-                c = k
-            self.features = tnn.Sequential(*layers)
-            self.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(256 * 9, 1000), tnn.ReLU(),
-                                             tnn.Linear(1000, 10))
-
-        def forward(self, x):
-            return self.classifier(self.features(x))
-
-    class LM(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding, self.lstm = tnn.Embedding(VOCAB, 128), tnn.LSTM(128, 256)
-            self.decoder = tnn.Linear(256, VOCAB)
-
-        def forward(self, tokens):
-            return self.decoder(self.lstm(self.embedding(tokens))[0])
-
-    return {"mlp": MLP, "cnn": CNN, "lm": LM}[name]().double()
+    """A float64 PyTorch model with the reference model's architecture and state-dict names:
+    the twin the training benchmark compares with."""
+    return torch_model(torch, name, {"vocab": VOCAB}).double()
 
 
 OURS = {"mlp": models.MLP, "cnn": models.CNN, "lm": lambda: models.LSTMLanguageModel(VOCAB)}
