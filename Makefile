@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(VENV)/.ready: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev,cli,sim]'
+	$(PY) -m pip install -q -e '.[dev,cli,sim,dist]'
 	$(PY) -m pip install -q '$(TORCH)' || echo "warning: $(TORCH) did not install; PyTorch parity tests will be skipped"
 	touch $@
 
@@ -81,7 +81,7 @@ sdist-check:
 	"$$tmp/tools/bin/python" -m zipfile -l "$$tmp"/dist/*.whl | grep -q "tilegrad/py.typed" \
 	  || { echo "sdist-check: the wheel has no tilegrad/py.typed"; exit 1; }; \
 	cd "$$unpacked"; $(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/pip" install -q -e '.[dev,cli,sim]'; \
+	"$$tmp/venv/bin/pip" install -q -e '.[dev,cli,sim,dist]'; \
 	"$$tmp/venv/bin/pip" install -q '$(TORCH)' || echo "warning: $(TORCH) did not install"; \
 	"$$tmp/venv/bin/tilegrad" --version; "$$tmp/venv/bin/tilegrad" info | grep "^  cpp: " || true; \
 	NUMBA_ENABLE_CUDASIM=1 "$$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider $(SDIST_TESTS)

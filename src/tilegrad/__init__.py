@@ -29,7 +29,7 @@ from .tensor_ops import (abs, add, all, allclose, amax, amin, any, argmax, argmi
                          reshape, sigmoid, sqrt, squeeze, std, sub, sum, t, tanh, transpose, tril,
                          triu, unbind, unsqueeze, var, where)
 from .tensor_ops import cos, sin
-from . import accelerator, cuda, nn, optim, utils  # noqa: E402  (they build on the names above)
+from . import accelerator, cuda, distributed, nn, optim, utils  # noqa: E402  (they build on the names above)
 
 float = float32   # torch.float
 
@@ -43,7 +43,7 @@ __all__ = [
     "set_default_device", "Device", "DeviceUnavailableError", "float32", "float64", "double",
     "int32", "int64", "long", "uint8", "bool_", "get_default_dtype", "set_default_dtype", "nn",
     "optim", "autograd", "cuda",
-    "Generator", "utils", "accelerator",
+    "Generator", "utils", "accelerator", "distributed",
     # interop, more creation functions, and the tensor functions of the torch namespace
     "from_dlpack", "as_tensor", "empty", "empty_like", "eye", "full_like", "rand_like",
     "randint", "randn_like", "abs", "add", "all", "allclose", "amax", "amin", "any", "argmax",

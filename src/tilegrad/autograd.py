@@ -276,7 +276,35 @@ def _made_here(g, outs, in_grads):
     return sum(1 for h in in_grads if h is not None and _storage(h) is mine) == 1
 
 
+_CALLBACKS: list[list[Callable[[], None]]] = []   # per backward running (nested ones stack)
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the backward pass now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``): a hook that starts work during backward, such
+    as DistributedDataParallel's gradient allreduce, finishes it there. Callbacks run in the
+    order they were queued; a backward that raises runs none."""
+    if not _CALLBACKS:
+        raise RuntimeError("queue_callback: no backward pass is running; a callback is queued "
+                           "from a hook during backward")
+    _CALLBACKS[-1].append(fn)
+
+
 def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
+    """``_backward``, then the callbacks its hooks queued (``queue_callback``)."""
+    queued = []
+    _CALLBACKS.append(queued)
+    try:
+        _backward(root, grad, retain_graph)
+        i = 0
+        while i < len(queued):      # a callback may queue another
+            queued[i]()
+            i += 1
+    finally:
+        _CALLBACKS.pop()
+
+
+def _backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     """Propagate ``grad`` (an array shaped like ``root``) back through the graph of ``root``,
     accumulating into the ``.grad`` of every leaf tensor that requires a gradient. Every node is
     checked first, so a refused backward changes no gradient.
