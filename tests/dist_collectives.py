@@ -47,6 +47,9 @@ def collectives(dev, rank, size, out):
     t = tg.tensor(x["b"], device=dev)
     dist.broadcast(t, src=size - 1)
     out[f"{dev}/broadcast"] = t.numpy()
+    t = tg.tensor(x["b"][0], device=dev)     # 0-d
+    dist.all_reduce(t)
+    out[f"{dev}/scalar_sum"] = t.numpy()
     parts = [tg.zeros(2, 5, device=dev, dtype=tg.float64) for _ in range(size)]
     dist.all_gather(parts, tg.tensor(x["gather"], device=dev))
     out[f"{dev}/all_gather"] = np.stack([q.numpy() for q in parts])

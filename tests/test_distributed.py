@@ -36,6 +36,7 @@ def _expected():
             "MIN": stack.min(0), "PRODUCT": stack.prod(0),
             "int_max": np.stack([x["i"] for x in xs]).max(0),
             "async_sum": stack.sum(0), "broadcast": xs[SIZE - 1]["b"],
+            "scalar_sum": np.array(sum(x["b"][0] for x in xs)),
             "all_gather": np.stack([x["gather"] for x in xs])}
 
 

@@ -42,7 +42,8 @@ def _host_buffer(tensor):
     if tensor.device.name in HOST_DEVICES and isinstance(data, np.ndarray) \
             and data.flags.c_contiguous:
         return data, True
-    return np.ascontiguousarray(tensor._be.to_numpy(data)), False
+    host = tensor._be.to_numpy(data)       # a copy (np.ascontiguousarray would make 0-d 1-d)
+    return (host if host.flags.c_contiguous else np.array(host, order="C")), False
 
 
 def _write_back(tensor, host, op):
@@ -99,7 +100,7 @@ class MPIGroup:
 
         def finish():
             for out, part in zip(tensor_list, recv):
-                _write_back(out, np.ascontiguousarray(part), "all_gather")
+                _write_back(out, np.array(part, order="C"), "all_gather")
         return Work(self.comm.Iallgather(send, recv), finish)
 
     # ------------------------------------------------------------ objects and the rest

@@ -10,6 +10,7 @@ from .activation import GELU, Identity, LeakyReLU, LogSoftmax, Sigmoid, Softmax,
 from .layers import AvgPool2d
 from .loss import BCELoss, BCEWithLogitsLoss, L1Loss, MSELoss, NLLLoss
 from .recurrent import GRU, RNN, GRUCell, RNNCell
+from . import parallel
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Conv2d", "MaxPool2d",
            "ReLU", "Flatten", "Sequential", "Embedding", "LSTMCell", "LSTM", "Dropout",
@@ -18,4 +19,4 @@ __all__ += ["ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 __all__ += ["Identity", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax", "LeakyReLU",
             "AvgPool2d", "MSELoss", "L1Loss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss",
             "RNNCell", "GRUCell", "RNN", "GRU"]
-__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
+__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "parallel"]

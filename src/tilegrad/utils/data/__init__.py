@@ -4,7 +4,8 @@
   ``ArrayDataset`` (NumPy arrays, tilegrad's), ``ConcatDataset``, ``ChainDataset``, ``Subset``,
   ``random_split``.
 - Samplers (``sampler.py``): ``Sampler``, ``SequentialSampler``, ``RandomSampler``,
-  ``SubsetRandomSampler``, ``BatchSampler``.
+  ``SubsetRandomSampler``, ``BatchSampler``; for data-parallel training (``distributed.py``)
+  ``DistributedSampler`` and ``DistributedBatchSampler``.
 - Batches (``_collate.py``): ``default_collate``, ``default_convert``.
 - ``DataLoader`` (``dataloader.py``), with worker processes (``_multiprocess.py``,
   ``_worker.py``) and ``get_worker_info``.
@@ -22,10 +23,11 @@ from .dataset import (ArrayDataset, ChainDataset, ConcatDataset, Dataset, Iterab
                       TensorDataset, random_split)
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
                       SubsetRandomSampler)
+from .distributed import DistributedBatchSampler, DistributedSampler
 
 __all__ = [
     "Dataset", "IterableDataset", "TensorDataset", "ArrayDataset", "ConcatDataset",
     "ChainDataset", "Subset", "random_split", "Sampler", "SequentialSampler", "RandomSampler",
     "SubsetRandomSampler", "BatchSampler", "default_collate", "default_convert", "DataLoader",
-    "get_worker_info", "WorkerInfo",
+    "get_worker_info", "WorkerInfo", "DistributedSampler", "DistributedBatchSampler",
 ]

@@ -1,0 +1,4 @@
+"""``tilegrad.nn.parallel``: data parallelism across processes (torch.nn.parallel's names)."""
+from .distributed import DistributedDataParallel
+
+__all__ = ["DistributedDataParallel"]
