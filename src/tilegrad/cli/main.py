@@ -49,7 +49,9 @@ def _train_parser(sub):
                        epilog="A run folder holds one run. A new run into a folder that holds one "
                               "is refused unless --overwrite; --resume continues it. Two runs "
                               "cannot use one folder at once (run.lock). See "
-                              "docs/training-runs.md.")
+                              "docs/training-runs.md. Started by `mpiexec -n P`, the run is "
+                              "data-parallel over P processes, --batch-size being the global "
+                              "batch (docs/distributed.md).")
     p.add_argument("task", choices=["mlp", "cnn", "lm"])
     # Defaults of None: a flag given on the command line can be told from one left out (resume
     # checks the given ones against the checkpoint); the trainer fills in the rest.
@@ -64,6 +66,8 @@ def _train_parser(sub):
     p.add_argument("--bptt", type=POSITIVE_INT, help="lm: truncated-BPTT window (default 35)")
     p.add_argument("--clip", type=POSITIVE, help="lm: gradient-norm clipping (default 0.25)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"],
+                   help="the parameters' and images' dtype (default float32)")
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="cuda: run every step eagerly instead of replaying one captured CUDA "
                         "graph per step")
@@ -137,36 +141,44 @@ def _sass(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            from .trainer import train
-            train(args, quiet=args.quiet)
-        elif args.command == "generate":
-            from .generate import generate
-            print(generate(args.checkpoint, args.words, args.temperature, args.seed, args.device))
-        elif args.command == "info":
-            from .info import info
-            print(info())
-        elif args.command == "bench" and args.what == "launches":
-            from tilegrad.bench import launches
-            print(launches.markdown(launches.count(args.sizes)), end="")
-        elif args.command == "bench":
-            from tilegrad.bench.command import bench
-            bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,
-                  args.results_md, not args.no_torch)
-        elif args.command == "demo":
-            from .demo import demo
-            demo(args.out, args.device, args.data_dir)
-        elif args.command == "sass":
-            return _sass(args)
-        elif args.command == "check":
-            return check_command.check(args)
-    except (DataNotFoundError, DeviceUnavailableError, ValueError, OSError) as e:
+        return _run(args)
+    except BaseException as e:
+        from .parallel import end_job, in_job
+        if in_job():       # one rank of several: the others must not wait for it forever
+            return end_job(args.command, e)
         # Bad data, missing files, an unusable device, a diverged run: one clear line, no
         # traceback (TILEGRAD_DEBUG=1 shows it).
-        if os.environ.get("TILEGRAD_DEBUG"):
-            raise
-        print(f"tilegrad {args.command}: {e}", file=sys.stderr)
-        return 1
+        if isinstance(e, (DataNotFoundError, DeviceUnavailableError, ValueError, OSError)) \
+                and not os.environ.get("TILEGRAD_DEBUG"):
+            print(f"tilegrad {args.command}: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _run(args):
+    if args.command == "train":
+        from .trainer import train
+        train(args, quiet=args.quiet)
+    elif args.command == "generate":
+        from .generate import generate
+        print(generate(args.checkpoint, args.words, args.temperature, args.seed, args.device))
+    elif args.command == "info":
+        from .info import info
+        print(info())
+    elif args.command == "bench" and args.what == "launches":
+        from tilegrad.bench import launches
+        print(launches.markdown(launches.count(args.sizes)), end="")
+    elif args.command == "bench":
+        from tilegrad.bench.command import bench
+        bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,
+              args.results_md, not args.no_torch)
+    elif args.command == "demo":
+        from .demo import demo
+        demo(args.out, args.device, args.data_dir)
+    elif args.command == "sass":
+        return _sass(args)
+    elif args.command == "check":
+        return check_command.check(args)
     return 0
 
 

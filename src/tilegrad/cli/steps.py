@@ -13,6 +13,14 @@ inputs and replayed with one launch. A batch of other shapes (the last, shorter 
 epoch) runs eagerly. The loss and norm are read after the replay, so a NaN is caught one update
 later; the run still stops with its last good checkpoint untouched. A step that cannot be
 captured (it reads a device value on the host, say) runs eagerly, and the trainer says why once.
+
+In a run of several processes every step is eager (the gradient allreduce is host work that a
+graph cannot hold). Each rank's mean loss is scaled by its share of the global batch
+(``size * n / n_global``, 1 for even shares) before backward, so that the averaged gradient is
+the global batch's; a rank whose share of a short last batch is empty backpropagates zero
+through every parameter, so that it still takes part in the allreduce. The loss checked and
+returned is the global batch's mean loss, all-reduced, so every rank takes the same decision on
+a NaN.
 """
 import math
 import sys
@@ -20,6 +28,8 @@ import sys
 import tilegrad as tg
 from tilegrad.errors import CaptureError
 from tilegrad.nn.utils import clip_grad_norm_
+
+from .parallel import Job
 
 
 class NonFinite(Exception):
@@ -33,10 +43,11 @@ class NonFinite(Exception):
 class StepRunner:
     """Runs the steps of one training run (``run(arrays)`` per batch; returns the loss)."""
 
-    def __init__(self, task, opt, clip, device, use_graph=True, log=None):
+    def __init__(self, task, opt, clip, device, use_graph=True, log=None, job=None):
         self.task, self.opt, self.clip, self.device = task, opt, clip, device
+        self.job = job or Job()
         self.params = list(task.model.parameters())
-        self.use_graph = bool(use_graph) and device.name == "cuda"
+        self.use_graph = bool(use_graph) and device.name == "cuda" and not self.job.parallel
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.graph = self.static = self.outputs = self.key = None
         self.eager_steps = self.replays = 0
@@ -46,11 +57,26 @@ class StepRunner:
     def _tensors(self, arrays):
         return tuple(tg.tensor(a, device=self.device) for a in arrays)
 
-    def eager(self, arrays):
+    def _shared_loss(self, arrays, n, n_global):
+        """This rank's loss, scaled by its share of the global batch, and the global batch's
+        mean loss (all-reduced)."""
+        size = self.job.size
+        if n == 0:      # an empty share: zero gradients, but every parameter's hook fires
+            loss = sum(p.sum() for p in self.params) * 0.0
+        else:
+            loss = self.task.loss(self._tensors(arrays))
+            if n * size != n_global:
+                loss = loss * (n * size / n_global)
+        return loss, float(self.job.sum([loss.item()])[0]) / size
+
+    def eager(self, arrays, n=None, n_global=None):
         """One step, reading the loss and the norm before the update."""
         self.eager_steps += 1
-        loss = self.task.loss(self._tensors(arrays))
-        value = loss.item()
+        if self.job.parallel:
+            loss, value = self._shared_loss(arrays, n, n_global)
+        else:
+            loss = self.task.loss(self._tensors(arrays))
+            value = loss.item()
         if not math.isfinite(value):
             raise NonFinite("the loss", value, updated=False)
         self.opt.zero_grad()
@@ -89,10 +115,11 @@ class StepRunner:
         self.key = _key(arrays)
         return True
 
-    def run(self, arrays):
-        """One training step on the host arrays ``arrays``; returns the loss as a float."""
+    def run(self, arrays, n=None, n_global=None):
+        """One training step on the host arrays ``arrays`` (this rank's ``n`` of the global
+        batch's ``n_global`` samples); returns the loss as a float."""
         if not self.use_graph or self.why_eager is not None or self.eager_steps == 0:
-            return self.eager(arrays)
+            return self.eager(arrays, n, n_global)
         if self.graph is None:
             if not self._capture(arrays):
                 return self.eager(arrays)

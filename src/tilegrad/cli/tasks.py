@@ -1,11 +1,19 @@
 """The three training tasks: data, model, loss and evaluation for ``tilegrad train mlp|cnn|lm``.
 
-Each task exposes the same small interface to the trainer: ``model``, ``train_batches(epoch)``
-(an iterator of ``(inputs, n_samples)``, the inputs host arrays or CPU tensors),
-``loss(tensors)`` (the loss of one batch, given the inputs as device tensors), ``after_step()``
-(what carries to the next batch), ``num_batches``, ``evaluate()`` (a dict with the task's
-metric), and ``checkpoint_extra()`` for what ``generate`` needs later. The trainer makes the
-device tensors, so that it can keep them in place for a captured CUDA graph.
+Each task exposes the same small interface to the trainer: ``model``, ``net`` (what the
+training loss calls: the model, or its DistributedDataParallel wrapper in a run of several
+processes), ``train_batches(epoch)`` (an iterator of ``(inputs, n_samples, n_global)``, the
+inputs host arrays or CPU tensors, ``n_samples`` this rank's share of the ``n_global`` samples
+of the global batch), ``loss(tensors)`` (the mean loss of this rank's share of one batch, given
+the inputs as device tensors), ``after_step()`` (what carries to the next batch),
+``num_batches``, ``evaluate()`` (a dict with the task's metric, over every rank's share of the
+evaluation data), and ``checkpoint_extra()`` for what ``generate`` needs later. The trainer
+makes the device tensors, so that it can keep them in place for a captured CUDA graph.
+
+In a run of several processes (``job``, cli/parallel.py) a classifier's rank takes its part of
+each global batch (``DistributedBatchSampler``) and of the test set; the LM's rank takes its
+share of the batch's columns (each column is an independent stream of text, its LSTM state its
+own), of the training and of the validation split.
 """
 import math
 from pathlib import Path
@@ -15,9 +23,10 @@ import numpy as np
 import tilegrad as tg
 import tilegrad.nn.functional as F
 from tilegrad import data, models
-from tilegrad.utils.data import (ArrayDataset, BatchSampler, DataLoader, RandomSampler,
-                                 SequentialSampler)
+from tilegrad.utils.data import (ArrayDataset, BatchSampler, DataLoader,
+                                 DistributedBatchSampler, RandomSampler, SequentialSampler, Subset)
 
+from .parallel import Job
 from .rundir import TrainingError
 
 # The reference recipes; every value can be overridden by a flag.
@@ -32,8 +41,9 @@ LM_EVAL_BATCH = 10    # columns of the batchified validation and test splits, as
 
 
 def _normalise(images):
-    """uint8 images (N, H, W) or (N, C, H, W) as float32 (N, C, H, W), scaled to [0, 1]."""
-    x = images.astype(np.float32) / 255.0
+    """uint8 images (N, H, W) or (N, C, H, W) as (N, C, H, W) in the default dtype (float32
+    unless ``--dtype``), scaled to [0, 1]."""
+    x = images.astype(tg.get_default_dtype()) / 255.0
     return x[:, None] if x.ndim == 3 else x
 
 
@@ -49,8 +59,8 @@ class ClassificationTask:
 
     metric = "test_acc"
 
-    def __init__(self, kind, args, device):
-        self.kind, self.device = kind, device
+    def __init__(self, kind, args, device, job=None):
+        self.kind, self.device, self.job = kind, device, job or Job()
         self.dataset, splits = load_images(args.dataset, args.data_dir)
         train_x, train_y = splits["train"].arrays
         test_x, test_y = splits["test"].arrays
@@ -75,27 +85,37 @@ class ClassificationTask:
         else:
             self.model = models.CNN(in_channels=c, image_size=h)
         self.model.to(device)
+        self.net = self.model
         # Epoch e's order is default_rng([seed, e]).permutation(n): a resumed run sees the same
         # batches as the run it continues. A batch is gathered at once (the sampler yields its
         # indices, the dataset indexes its arrays with them: PyTorch's batch_size=None with a
         # BatchSampler); a sample at a time cost a quarter of an MLP epoch.
+        # In a run of several processes every rank draws the same global order and batches, and
+        # takes its part of each batch.
         self.order = RandomSampler(self.train, seed=args.seed)
-        self.loader = _batched(self.train, self.order, args.batch_size)
+        if self.job.parallel:
+            self.batches = DistributedBatchSampler(self.order, args.batch_size,
+                                                   num_replicas=self.job.size, rank=self.job.rank)
+            self.loader = DataLoader(self.train, batch_size=None, sampler=self.batches)
+        else:
+            self.batches = None
+            self.loader = _batched(self.train, self.order, args.batch_size)
         self.num_batches = len(self.loader)
         self.num_train = n
         self.data_name = f"{self.dataset} ({n} train, {len(test_y)} test images)"
 
     def train_batches(self, epoch):
-        """The epoch's batches as CPU tensors ``(x, y)`` with their sample counts."""
+        """The epoch's batches as CPU tensors ``(x, y)`` with their sample counts (this rank's
+        and the global batch's)."""
         self.model.train()
         self.order.set_epoch(epoch)
-        for x, y in self.loader:
-            yield (x, y), len(y)
+        for i, (x, y) in enumerate(self.loader):
+            yield (x, y), len(y), self.batches.global_batch_size(i) if self.batches else len(y)
 
     def loss(self, inputs):
         """The training loss of one batch of device tensors ``(x, y)``."""
         x, y = inputs
-        return F.cross_entropy(self.model(x), y)
+        return F.cross_entropy(self.net(x), y)
 
     def after_step(self):
         """Nothing carries from one batch to the next."""
@@ -103,12 +123,16 @@ class ClassificationTask:
     def evaluate(self):
         self.model.eval()
         correct, loss = 0, 0.0
+        part = self.job.share(len(self.test))        # everything, on one process
+        mine = Subset(self.test, part) if self.job.parallel else self.test
         with tg.no_grad():
-            for x, y in _batched(self.test, SequentialSampler(self.test), EVAL_BATCH):
+            for x, y in _batched(mine, SequentialSampler(mine), EVAL_BATCH):
                 logits = self.model(x.to(self.device))
                 loss += F.cross_entropy(logits, y.to(self.device), reduction="sum").item()
                 correct += int((logits.argmax(1).numpy() == y.numpy()).sum())
-        return {"test_acc": correct / len(self.test), "test_loss": loss / len(self.test)}
+        loss, correct = self.job.sum([loss, correct])
+        return {"test_acc": float(correct) / len(self.test),
+                "test_loss": float(loss) / len(self.test)}
 
     def checkpoint_extra(self):
         return {"model_config": {"kind": self.kind, "input_shape": list(self.train.data.shape[1:])}}
@@ -136,8 +160,8 @@ class LanguageModelTask:
 
     metric = "val_ppl"
 
-    def __init__(self, args, device):
-        self.device, self.bptt = device, args.bptt
+    def __init__(self, args, device, job=None):
+        self.device, self.bptt, self.job = device, args.bptt, job or Job()
         self.hidden = self._next_hidden = None
         self.corpus = data.Corpus(args.data_dir)
         train, valid = self.corpus.train, self.corpus.valid
@@ -152,18 +176,24 @@ class LanguageModelTask:
         _enough("validation", len(valid), 2 * LM_EVAL_BATCH,
                 f"for one evaluation batch of {LM_EVAL_BATCH} columns", "--eval-limit",
                 args.eval_limit)
-        self.train = data.batchify(train, args.batch_size)
-        self.valid = data.batchify(valid, LM_EVAL_BATCH)
+        if args.batch_size < self.job.size:
+            raise TrainingError(f"lm: --batch-size {args.batch_size} (columns) is smaller than "
+                                f"the {self.job.size} processes: each needs a column at least")
+        self.train = self._columns(data.batchify(train, args.batch_size))
+        self.valid = self._columns(data.batchify(valid, LM_EVAL_BATCH))
         vocab_size = len(self.corpus.vocab)
         self.model = models.LSTMLanguageModel(vocab_size).to(device)
+        self.net = self.model
         self.num_batches = data.num_bptt_windows(len(self.train), self.bptt)
         self.num_train = int(self.train.size)
+        self.global_columns = args.batch_size
         self.unigram_ppl = data.unigram_perplexity(self.corpus.train, valid, vocab_size)
         self.data_name = (f"{self.corpus.name} ({len(train)} train, {len(valid)} valid tokens, "
                           f"vocabulary {vocab_size})")
 
-    def _loss(self, x, y, hidden):
-        logits, hidden = self.model(x, hidden)
+    @staticmethod
+    def _loss(net, x, y, hidden):
+        logits, hidden = net(x, hidden)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y), hidden
 
     def train_batches(self, epoch):
@@ -179,12 +209,12 @@ class LanguageModelTask:
                     state.zero_()
         self._next_hidden = None
         for x, y in data.bptt_windows(self.train, self.bptt):
-            yield (x, y.reshape(-1)), int(y.size)
+            yield (x, y.reshape(-1)), int(y.size), len(y) * self.global_columns
 
     def loss(self, inputs):
         """The loss of one window; its final LSTM state is kept for ``after_step``."""
         x, y = inputs
-        loss, self._next_hidden = self._loss(x, y, self.hidden)
+        loss, self._next_hidden = self._loss(self.net, x, y, self.hidden)
         return loss
 
     def after_step(self):
@@ -199,15 +229,23 @@ class LanguageModelTask:
         self.model.eval()
         total, count, hidden = 0.0, 0, None
         with tg.no_grad():
-            for x, y in data.bptt_windows(self.valid, self.bptt):
-                loss, hidden = self._loss(tg.tensor(x, device=self.device),
-                                          tg.tensor(y.reshape(-1), device=self.device), hidden)
+            for x, y in data.bptt_windows(self.valid, self.bptt) if self.valid.shape[1] else ():
+                loss, hidden = self._loss(self.model, tg.tensor(x, device=self.device),
+                                          tg.tensor(y.reshape(-1), device=self.device),
+                                          hidden)
                 total += loss.item() * y.size
                 count += y.size
-        val_loss = total / count
+        total, count = self.job.sum([total, count])
+        val_loss = float(total) / float(count)
         # exp overflows a float past 709: a diverged model's perplexity is inf, not an error.
         ppl = math.inf if val_loss > 700 else math.exp(val_loss)
         return {"val_ppl": ppl, "val_loss": val_loss, "unigram_ppl": self.unigram_ppl}
+
+    def _columns(self, batched):
+        """This rank's columns of a batchified split (all of them on one process)."""
+        part = self.job.share(batched.shape[1])
+        return batched if not self.job.parallel else \
+            np.ascontiguousarray(batched[:, part.start:part.stop])
 
     def checkpoint_extra(self):
         return {"vocab": list(self.corpus.vocab.itos),
@@ -221,7 +259,7 @@ def _enough(split, have, need, what, flag, limit):
                             f"needed {what}")
 
 
-def make_task(name, args, device):
+def make_task(name, args, device, job=None):
     if name == "lm":
-        return LanguageModelTask(args, device)
-    return ClassificationTask(name, args, device)
+        return LanguageModelTask(args, device, job)
+    return ClassificationTask(name, args, device, job)

@@ -9,13 +9,21 @@ Everything that can be checked is checked before the run folder is touched (flag
 checkpoint, whether the folder holds another run); then the folder is locked for the whole run.
 A diverging run stops naming the epoch and step, and no checkpoint with a NaN or infinite
 parameter or evaluation loss is ever written. docs/training-runs.md tells the rules.
+
+Started by ``mpiexec -n P``, the run is data-parallel over P processes (cli/parallel.py): every
+rank trains a DistributedDataParallel replica on its share of each global batch, and rank 0
+alone reads the checkpoint it resumes from (the others receive it), takes the folder's lock,
+logs, plots, prints and writes checkpoints. docs/distributed.md tells the rules.
 """
+import contextlib
 import math
 import os
 import time
 
 import tilegrad as tg
+from tilegrad.nn.parallel import DistributedDataParallel
 
+from . import parallel
 from .report import MetricsLog, Progress, plot_curves, read_metrics
 from .rundir import (METRICS, CURVES, RunLock, TrainingError, checkpoint_path, checkpoints,
                      find_checkpoint, holds_run, nonfinite, remove, run_files)
@@ -26,11 +34,11 @@ __all__ = ["train", "TrainingError", "find_checkpoint", "checkpoint_path", "make
 
 # Settings a resumed run takes from its checkpoint (the run's identity).
 RESUMED_SETTINGS = ("task", "dataset", "data_dir", "limit", "eval_limit", "batch_size", "lr",
-                    "optimizer", "momentum", "seed", "bptt", "clip")
+                    "optimizer", "momentum", "seed", "bptt", "clip", "dtype")
 # Flags that may be given anew on resume; any other one must match the checkpoint. The data
 # folder may move (it must hold the same data); main.RESUME_HELP says the same for -h.
 MAY_CHANGE = ("epochs", "device", "out", "data_dir", "log_every", "quiet", "overwrite")
-DEFAULTS = dict(seed=0, log_every=10)
+DEFAULTS = dict(seed=0, log_every=10, dtype="float32")
 # What a checkpoint written by this trainer holds, and of which type.
 CHECKPOINT_KEYS = dict(model=dict, optimizer=dict, epoch=int, step=int, rng=dict, settings=dict)
 
@@ -45,12 +53,25 @@ def make_optimizer(name, params, lr, momentum):
 
 def train(args, quiet=False):
     """Run (or resume) one training run; returns a summary dict of the last epoch, or None for
-    ``--epochs 0`` (a check of the settings and data that writes nothing)."""
-    resume_path, resume = _settle(args)
+    ``--epochs 0`` (a check of the settings and data that writes nothing). In a job of several
+    processes every rank calls it; an error leaves the job for the caller to end."""
+    job = parallel.join(args.device)
+    dtype = tg.get_default_dtype()
+    try:
+        summary = _train(args, quiet, job)
+    finally:
+        tg.set_default_dtype(dtype)
+    job.leave()
+    return summary
+
+
+def _train(args, quiet, job):
+    resume_path, resume = _settle(args, job)
     device = tg.device(args.device)
     device.backend   # an unavailable device stops here, with its reason
+    tg.set_default_dtype(getattr(tg, args.dtype))
     tg.manual_seed(args.seed)
-    task = make_task(args.task, args, device)   # empty or too small data stops here
+    task = make_task(args.task, args, device, job)   # empty or too small data stops here
     if task.num_batches < 1:                    # (tasks check it; a stand-in task may not)
         raise TrainingError(f"{args.task}: the training split gives no batch to train on")
     model = task.model
@@ -68,31 +89,47 @@ def train(args, quiet=False):
         if resume is not None:
             raise TrainingError(f"nothing to do: {resume_path} already has {start_epoch - 1} "
                                 f"epochs and --epochs is {args.epochs}; nothing was changed")
-        print(f"{args.task}: --epochs 0: settings and data checked ({task.data_name}); "
-              f"nothing was trained or written", flush=True)
+        if job.main:
+            print(f"{args.task}: --epochs 0: settings and data checked ({task.data_name}); "
+                  f"nothing was trained or written", flush=True)
         return None
+    if job.parallel:    # rank 0's weights everywhere; gradients averaged in backward
+        task.net = DistributedDataParallel(task.model)
     out = args.out
-    _plan_folder(args, out, resume_path, start_epoch)   # refuse before creating anything
-    with RunLock(out):
-        # Again under the lock: another run may have written here since the first look.
-        stale = _plan_folder(args, out, resume_path, start_epoch)
-        history = _history(resume_path, start_epoch) if resume is not None else []
-        remove(out, stale)
-        log = MetricsLog(os.path.join(out, METRICS), history)
-        summary = _run_epochs(task, opt, args, out, log, start_epoch, step, resume_path, quiet)
+    if job.main:
+        _plan_folder(args, out, resume_path, start_epoch)   # refuse before creating anything
+    with RunLock(out) if job.main else contextlib.nullcontext():
+        log = _NoLog()
+        if job.main:
+            # Again under the lock: another run may have written here since the first look.
+            stale = _plan_folder(args, out, resume_path, start_epoch)
+            history = _history(resume_path, start_epoch) if resume is not None else []
+            remove(out, stale)
+            log = MetricsLog(os.path.join(out, METRICS), history)
+        summary = _run_epochs(task, opt, args, out, log, start_epoch, step, resume_path,
+                              quiet or not job.main, job)
     summary.update(data=task.data_name, device=str(device), out=out)
     return summary
 
 
-def _settle(args):
+class _NoLog:
+    """The metrics log of a rank other than 0: it writes nothing."""
+
+    def write(self, **record):
+        pass
+
+
+def _settle(args, job):
     """Fill in the run's settings: from the checkpoint when resuming (after checking that no flag
     given contradicts it), then the task's recipe, then the defaults. Returns the checkpoint's
-    path and contents, or (None, None)."""
+    path and contents, or (None, None). Rank 0 reads the checkpoint; the others receive it."""
     path = ckpt = None
     if args.resume:
-        path = find_checkpoint(args.resume)
-        ckpt = tg.load(path)     # a file that is not a checkpoint: a ValueError naming it
-        _check_checkpoint(ckpt, path)
+        if job.main:
+            path = find_checkpoint(args.resume)
+            ckpt = tg.load(path)     # a file that is not a checkpoint: a ValueError naming it
+            _check_checkpoint(ckpt, path)
+        path, ckpt = job.from_main((path, ckpt))
         recorded = ckpt["settings"]
         if recorded["task"] != args.task:
             raise TrainingError(f"--resume: {path} is a checkpoint of '{recorded['task']}', not "
@@ -182,13 +219,15 @@ def _history(resume_path, start_epoch):
     return [r for r in read_metrics(path) if r["epoch"] < start_epoch]
 
 
-def _run_epochs(task, opt, args, out, log, start_epoch, step, last_good, quiet):
+def _run_epochs(task, opt, args, out, log, start_epoch, step, last_good, quiet, job):
     """The epochs from ``start_epoch`` to ``args.epochs``: train, check, evaluate, save.
-    ``last_good`` is the latest checkpoint known to be finite (the resumed one, or None)."""
+    ``last_good`` is the latest checkpoint known to be finite (the resumed one, or None). Every
+    check below gives the same answer on every rank (the parameters are the same everywhere,
+    the losses all-reduced); only rank 0 writes."""
     model = task.model
     summary = None
     runner = StepRunner(task, opt, getattr(args, "clip", None), tg.device(args.device),
-                        use_graph=getattr(args, "cuda_graph", True))
+                        use_graph=getattr(args, "cuda_graph", True), job=job)
     for epoch in range(start_epoch, args.epochs + 1):
         step, train_loss, rate = _train_epoch(task, runner, args, epoch, step, log, quiet,
                                               last_good)
@@ -208,35 +247,40 @@ def _run_epochs(task, opt, args, out, log, start_epoch, step, last_good, quiet):
                        **result)
         log.write(kind="epoch", **summary)
         path = checkpoint_path(out, epoch)
-        tg.save(dict(state, epoch=epoch, step=step, rng=tg.get_rng_state(),
-                     settings={k: getattr(args, k) for k in RESUMED_SETTINGS},
-                     **task.checkpoint_extra()), path)
+        if job.main:
+            tg.save(dict(state, epoch=epoch, step=step, rng=tg.get_rng_state(),
+                         settings={k: getattr(args, k) for k in RESUMED_SETTINGS},
+                         **task.checkpoint_extra()), path)
+            plot_curves(read_metrics(log.path), os.path.join(out, CURVES), task.metric,
+                        args.task.upper())
+            print(_epoch_line(args.task, summary, path), flush=True)
         last_good = path
-        plot_curves(read_metrics(log.path), os.path.join(out, CURVES), task.metric,
-                    args.task.upper())
-        print(_epoch_line(args.task, summary, path), flush=True)
     return summary
 
 
 def _diverged(task, what, done, last_good):
-    raise TrainingError(f"{task}: {what}; {done}. Last good checkpoint: "
-                        f"{last_good or 'none (none was written)'}")
+    """Stop the run. Every rank of a job comes here alike (what it checks is the same on every
+    rank), so the error is ``collective``: rank 0 reports it and no rank aborts the others."""
+    error = TrainingError(f"{task}: {what}; {done}. Last good checkpoint: "
+                          f"{last_good or 'none (none was written)'}")
+    error.collective = True
+    raise error
 
 
 def _train_epoch(task, runner, args, epoch, step, log, quiet, last_good):
     bar = Progress(task.num_batches, f"{args.task} epoch {epoch}/{args.epochs}", enabled=not quiet)
     running, seen, start = None, 0, time.perf_counter()
     try:
-        for arrays, n in task.train_batches(epoch):
+        for arrays, n, n_global in task.train_batches(epoch):
             try:
-                value = runner.run(arrays)   # the loss is read anyway: checking it is free
+                value = runner.run(arrays, n, n_global)   # read anyway: checking it is free
             except NonFinite as e:
                 done = ("this step's update was applied (the step is one CUDA graph); nothing "
                         "was saved" if e.updated else "stopped before updating")
                 _diverged(args.task, f"{e.what} is {e.value} at epoch {epoch}, step {step + 1}",
                           done, last_good)
             step += 1
-            seen += n
+            seen += n_global
             running = value if running is None else 0.95 * running + 0.05 * value
             rate = seen / (time.perf_counter() - start)
             bar.update(loss=f"{running:.4f}", samples_s=f"{rate:.0f}")
