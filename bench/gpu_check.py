@@ -4,7 +4,8 @@
    (tests/test_cuda_device.py), one training step of each reference model on "cuda" against
    "cpu", the device-parametrised functional, module and error tests on "cuda", and the CUDA
    graph tests (steps captured by CuPy stream capture and replayed, against eager steps; the
-   trainer's captured run against its eager run).
+   trainer's captured run against its eager run), and tilegrad.distributed on one GPU (backend
+   "nccl", and "mpi" through the host; skipped where mpi4py or NCCL is missing).
 2. ``tilegrad bench all --device cuda`` against PyTorch on the same GPU: float32 with TF32 off,
    and PyTorch's TF32 default beside it where that differs (convolutions, training steps).
 3. One table of the project's goals: matmul 4096^3 against PyTorch, the CNN's convolutions against
@@ -30,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_cuda_device.py", "tests/test_cuda_training.py", "tests/test_errors.py",
          "tests/test_functional.py", "tests/test_module.py", "tests/test_cuda_graph.py",
-         "tests/test_cli_graph.py"]
+         "tests/test_cli_graph.py", "tests/test_distributed_gpu.py"]
 
 
 SIMULATE = {"on": False}

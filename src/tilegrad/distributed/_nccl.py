@@ -21,11 +21,12 @@ def available():
     try:
         import cupy
         from cupy.cuda import nccl
-    except ImportError as e:
-        return False, f"CuPy with NCCL is not importable ({e}); pip install tilegrad[cuda] " \
+        if not getattr(nccl, "available", True):
+            raise ImportError("cupy.cuda.nccl.available is False")
+        nccl.get_version()       # loads the library
+    except Exception as e:   # noqa: BLE001 - ImportError, or a library that does not load
+        return False, f"CuPy cannot use NCCL ({e}); pip install tilegrad[cuda] " \
                       f"'nvidia-nccl-cu13>=2.27.7,<3'"
-    if not nccl.available:
-        return False, "CuPy cannot load NCCL: pip install 'nvidia-nccl-cu13>=2.27.7,<3'"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return False, "no CUDA GPU is visible"
