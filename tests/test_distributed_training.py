@@ -80,6 +80,7 @@ def test_data_parallel_training_equals_one_process_on_the_summed_batch(task, req
 
 @pytest.mark.parametrize("task", ["mlp", "lm"])     # SGD; Adam, clipping and the LSTM state
 def test_a_resumed_data_parallel_run_continues_exactly(task, request, tmp_path):
+    """Resumed by 2 processes, bit for bit; resumed by one, to 1e-12."""
     data = request.getfixturevalue("corpus" if task == "lm" else "images")
     check(train(2, task, data, tmp_path / "whole", "--epochs", 2)[0])
     whole = tg.load(tmp_path / "whole" / "checkpoint-epoch2.tg")["model"]
@@ -92,6 +93,12 @@ def test_a_resumed_data_parallel_run_continues_exactly(task, request, tmp_path):
         assert np.array_equal(ranks[0][name], np.asarray(value)), name
         assert np.array_equal(ranks[1][name], np.asarray(value)), name
     assert [e["epoch"] for e in epochs(out)] == [1, 2]
+    # a checkpoint of 2 processes resumes in one, which ends where 2 processes end
+    alone = tmp_path / "alone"
+    proc, _, single = train(None, task, data, alone, "--resume", out / "checkpoint-epoch1.tg",
+                            "--epochs", 2)
+    check(proc)
+    assert_same_as_alone({k: np.asarray(v) for k, v in whole.items()}, single, 1)
 
 
 def test_an_exception_on_rank_1_ends_the_job_within_seconds(images, tmp_path):  # noqa: F811
