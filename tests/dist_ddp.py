@@ -19,6 +19,8 @@ from tilegrad import nn
 from tilegrad.nn.parallel import DistributedDataParallel as DDP
 from tilegrad.utils.data.distributed import share_range
 
+from dist_collectives import error
+
 BATCHES = (17, 17, 4)       # global batch sizes: the last is short and splits unevenly
 
 
@@ -104,14 +106,6 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
-
-
-def error(call):
-    try:
-        call()
-    except Exception as e:   # noqa: BLE001 - the test checks the type and message
-        return [type(e).__name__, str(e)]
-    return None
 
 
 def facts_of(device, rank, size):
