@@ -107,7 +107,9 @@ def build_parser():
     g.add_argument("--device", default="cpu")
     sub.add_parser("info", help="backends, devices (and why one is unavailable), data, versions")
     b = sub.add_parser("bench", help="benchmark kernels and training steps against PyTorch")
-    b.add_argument("what", choices=["kernels", "train", "all", "launches"])
+    b.add_argument("what", choices=["kernels", "train", "all", "launches", "scaling"],
+                   help="scaling: MPI allreduce and data-parallel steps under mpiexec, and "
+                        "predictions to 1024 ranks (not part of all)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--sizes", choices=["full", "small", "tiny"], default="full",
                    help="full: the models' shapes and large squares; small: cheaper; tiny: a check")
@@ -117,6 +119,14 @@ def build_parser():
                    help="folder for results.json, results.md and ratios.png (per device)")
     b.add_argument("--results-md", help="also update this device's section of this Markdown file")
     b.add_argument("--no-torch", action="store_true", help="tilegrad rows only")
+    b.add_argument("--ranks", type=_number(int, low=2), default=2,
+                   help="scaling: ranks for the measurement (default 2)")
+    b.add_argument("--latency-us", type=POSITIVE,
+                   help="scaling: predict with this latency instead of the measured one")
+    b.add_argument("--bandwidth-gbs", type=POSITIVE,
+                   help="scaling: predict with this bandwidth instead of the measured one")
+    b.add_argument("--bucket-cap-mb", type=POSITIVE, default=25.0,
+                   help="scaling: DistributedDataParallel's bucket size (default 25)")
     d = sub.add_parser("demo", help="train the three models briefly and write a report")
     d.add_argument("--out", default="report", help="report folder (default ./report); its runs "
                    "OUT/mlp, OUT/cnn and OUT/lm are replaced each time")
@@ -168,6 +178,12 @@ def _run(args):
     elif args.command == "bench" and args.what == "launches":
         from tilegrad.bench import launches
         print(launches.markdown(launches.count(args.sizes)), end="")
+    elif args.command == "bench" and args.what == "scaling":
+        from tilegrad.bench.scaling import scaling
+        if args.device != "cpu":
+            raise ValueError(f"bench scaling runs on device cpu, not {args.device!r}")
+        scaling(args.sizes, args.out, args.ranks, args.latency_us, args.bandwidth_gbs,
+                args.results_md, args.repeats, args.warmup, args.bucket_cap_mb)
     elif args.command == "bench":
         from tilegrad.bench.command import bench
         bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,
