@@ -13,9 +13,10 @@ As PyTorch's DDP:
    (and every bucket before it has been started, so all ranks start them in the same order) its
    allreduce is started without waiting (``async_op``). On a GPU with NCCL the allreduce then
    runs on NCCL's stream while backward goes on computing the next gradients.
-4. When backward ends (``tilegrad.autograd.queue_callback``), every allreduce is waited for and
-   the averages (``ReduceOp.AVG``: the sum over ranks divided by the world size) are copied back
-   into the parameters' ``.grad``. The optimizer then steps identically on every rank.
+4. When backward ends (``tilegrad.autograd.queue_callback``), every allreduce (a sum) is waited
+   for, and each parameter's ``.grad`` becomes its part of the sum divided by the world size
+   (a new tensor, as with a first backward). The optimizer then steps identically on every
+   rank.
 
 Averaging gradients over ranks gives the gradient of the mean loss over the global batch when
 every rank's loss is a mean over equally many samples. With uneven shares (the last batch of an
@@ -186,7 +187,7 @@ class DistributedDataParallel(Module):
                 be.copy_into(part, be.zeros((p.numel(),), p.dtype))
             else:
                 be.copy_into(part, p.grad._data.reshape(-1))
-        b.work = dist.all_reduce(Tensor(b.flat, b.params[0].device), op=dist.ReduceOp.AVG,
+        b.work = dist.all_reduce(Tensor(b.flat, b.params[0].device), op=dist.ReduceOp.SUM,
                                  async_op=True)
 
     def _finish(self):
@@ -207,7 +208,7 @@ class DistributedDataParallel(Module):
             self._start_full_buckets()
             for b in self._buckets:
                 b.work.wait()
-                self._write_back(b)
+                self._write_back(b, self.world_size)
         finally:
             for b in self._buckets:
                 b.ready.clear()
@@ -215,12 +216,11 @@ class DistributedDataParallel(Module):
             self._next, self._in_backward = 0, False
 
     @staticmethod
-    def _write_back(b):
+    def _write_back(b, size):
+        """Each parameter's ``.grad`` becomes its slice of the summed bucket divided by the world
+        size: one pass over the bucket, into new arrays (dividing the bucket in place and then
+        copying it out would be three)."""
         be = b.params[0]._be
         for p, off in zip(b.params, b.offsets):
-            avg = b.flat[off:off + p.numel()].reshape(p.shape)
-            if p.grad is None:
-                p.grad = Tensor(be.copy(avg), p.device)
-            else:
-                be.copy_into(p.grad._data, avg)
-                p.grad._version_counter.bump("DistributedDataParallel")
+            total = b.flat[off:off + p.numel()].reshape(p.shape)
+            p.grad = Tensor(be.binary("div", total, size), p.device)
