@@ -179,6 +179,11 @@ def test_info_lists_devices_and_why_cuda_is_unavailable(capsys):
     assert "cpu   available" in out
     cuda = tg.device("cuda")
     assert (cuda.reason in out) if not cuda.available else ("cuda  available" in out)
+    from tilegrad import distributed
+    mpi = next(line for line in out.splitlines() if line.startswith("  mpi    "))
+    assert ("start jobs with" in mpi) == distributed.is_mpi_available()
+    nccl = next(line for line in out.splitlines() if line.startswith("  nccl   "))
+    assert nccl.endswith("available") == distributed.is_nccl_available()
 
 
 def test_demo_writes_a_summary_table_and_curves(images, corpus, tmp_path, monkeypatch, capsys):

@@ -42,6 +42,24 @@ def _auto_lines():
     return lines
 
 
+def _distributed_lines():
+    """mpi4py and the mpiexec to start jobs with (found without starting MPI), and NCCL."""
+    import os
+    import shutil
+    import sys
+
+    from tilegrad.distributed import _nccl
+    try:
+        import mpi4py
+        here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        launcher = here if os.path.exists(here) else shutil.which("mpiexec") or "none found"
+        lines = [f"  mpi    mpi4py {mpi4py.__version__}; start jobs with {launcher}"]
+    except ImportError:
+        lines = ["  mpi    unavailable: mpi4py is not installed (pip install 'tilegrad[dist]')"]
+    ok, why = _nccl.available()
+    return lines + [f"  nccl   {'available' if ok else 'unavailable: ' + why}"]
+
+
 def info():
     lines = [f"tilegrad {tg.__version__}, Python {platform.python_version()}, "
              f"NumPy {np.__version__}", "", "devices:"]
@@ -61,8 +79,9 @@ def info():
     except ValueError:               # a bad $TILEGRAD_KERNELS: already said above
         pass
     lines += ["", "optional packages:"]
-    for m in ("tqdm", "matplotlib", "torch", "numba", "cupy"):
+    for m in ("tqdm", "matplotlib", "torch", "numba", "cupy", "mpi4py"):
         lines.append(f"  {m:10s} {_version(m)}")
+    lines += ["", "distributed (docs/distributed.md):"] + _distributed_lines()
     lines += ["", "data:"]
     for label, find in (("Fashion-MNIST", lambda: data.find_mnist_dir(None, "fashion-mnist")),
                         ("word corpus", lambda: data.find_corpus(None)[0])):
