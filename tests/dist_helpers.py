@@ -2,13 +2,14 @@
 mpiexec beside this interpreter (MPICH's wheel puts it there), under a timeout, so that a job
 that hangs fails the test instead of the suite."""
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tilegrad.distributed import launcher
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -17,8 +18,7 @@ SRC = TESTS.parent / "src"
 def mpiexec():
     """The mpiexec to start jobs with; skips the test when mpi4py or the launcher is missing."""
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install tilegrad[dist])")
-    here = Path(sys.executable).parent / "mpiexec"
-    found = str(here) if here.exists() else shutil.which("mpiexec")
+    found = launcher.mpiexec()
     if found is None:
         pytest.skip("no mpiexec beside the interpreter or on PATH")
     return found

@@ -113,10 +113,10 @@ def test_an_exception_on_one_rank_ends_the_job_within_seconds(tmp_path):
         "dist.init_process_group('mpi')\n"
         "if dist.get_rank() == 1:\n    raise KeyError('planted on rank 1')\n"
         "dist.all_reduce(tg.ones(3))   # rank 0 waits here for rank 1, which never comes\n")
-    proc, seconds = run_job(2, script, timeout=60)
+    # a hang would outlast the timeout and fail the test (it takes about a second)
+    proc, _ = run_job(2, script, timeout=30)
     assert proc.returncode != 0
     assert "planted on rank 1" in proc.stderr and "rank 1: an exception ended" in proc.stderr
-    assert seconds < 30
 
 
 def test_launcher_environment_is_read(monkeypatch):

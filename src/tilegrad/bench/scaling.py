@@ -28,7 +28,6 @@ baseline: a rank stands for one device.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +52,8 @@ class MPIUnavailableError(OSError):
 
 def mpiexec_path() -> str:
     """The ``mpiexec`` next to this Python (a virtual environment's), else the one on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = here if os.access(here, os.X_OK) else shutil.which("mpiexec")
+    from tilegrad.distributed.launcher import mpiexec
+    found = mpiexec()
     if found is None:
         raise MPIUnavailableError(f"bench scaling: no mpiexec beside {sys.executable} nor on "
                                   f"PATH; {INSTALL}")

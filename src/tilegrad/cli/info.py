@@ -44,16 +44,11 @@ def _auto_lines():
 
 def _distributed_lines():
     """mpi4py and the mpiexec to start jobs with (found without starting MPI), and NCCL."""
-    import os
-    import shutil
-    import sys
-
-    from tilegrad.distributed import _nccl
+    from tilegrad.distributed import _nccl, launcher
     try:
         import mpi4py
-        here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-        launcher = here if os.path.exists(here) else shutil.which("mpiexec") or "none found"
-        lines = [f"  mpi    mpi4py {mpi4py.__version__}; start jobs with {launcher}"]
+        lines = [f"  mpi    mpi4py {mpi4py.__version__}; start jobs with "
+                 f"{launcher.mpiexec() or 'an mpiexec (none found)'}"]
     except ImportError:
         lines = ["  mpi    unavailable: mpi4py is not installed (pip install 'tilegrad[dist]')"]
     ok, why = _nccl.available()

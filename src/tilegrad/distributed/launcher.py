@@ -50,9 +50,13 @@ def mismatch_message(mpi_size):
             f"sees a job of {mpi_size}: the launcher does not belong to the MPI that mpi4py "
             f"uses, so each process would train alone. Start the job with the mpiexec of the "
             f"MPI that mpi4py was built for (with `pip install tilegrad[dist]`, the one in the "
-            f"environment's bin folder: {_suggested_mpiexec()})")
+            f"environment's bin folder: {mpiexec() or 'none found'})")
 
 
-def _suggested_mpiexec():
+def mpiexec():
+    """The launcher to start jobs with: the ``mpiexec`` beside this Python (a virtual
+    environment's, where MPICH's wheel puts it), else the one on PATH; None if there is none."""
+    import shutil
     import sys
-    return os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.access(here, os.X_OK) else shutil.which("mpiexec")
