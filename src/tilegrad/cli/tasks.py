@@ -91,15 +91,11 @@ class ClassificationTask:
         # indices, the dataset indexes its arrays with them: PyTorch's batch_size=None with a
         # BatchSampler); a sample at a time cost a quarter of an MLP epoch.
         # In a run of several processes every rank draws the same global order and batches, and
-        # takes its part of each batch.
+        # takes its part of each batch (on one process, its part is the whole batch).
         self.order = RandomSampler(self.train, seed=args.seed)
-        if self.job.parallel:
-            self.batches = DistributedBatchSampler(self.order, args.batch_size,
-                                                   num_replicas=self.job.size, rank=self.job.rank)
-            self.loader = DataLoader(self.train, batch_size=None, sampler=self.batches)
-        else:
-            self.batches = None
-            self.loader = _batched(self.train, self.order, args.batch_size)
+        self.batches = DistributedBatchSampler(self.order, args.batch_size,
+                                               num_replicas=self.job.size, rank=self.job.rank)
+        self.loader = DataLoader(self.train, batch_size=None, sampler=self.batches)
         self.num_batches = len(self.loader)
         self.num_train = n
         self.data_name = f"{self.dataset} ({n} train, {len(test_y)} test images)"
@@ -110,7 +106,7 @@ class ClassificationTask:
         self.model.train()
         self.order.set_epoch(epoch)
         for i, (x, y) in enumerate(self.loader):
-            yield (x, y), len(y), self.batches.global_batch_size(i) if self.batches else len(y)
+            yield (x, y), len(y), self.batches.global_batch_size(i)
 
     def loss(self, inputs):
         """The training loss of one batch of device tensors ``(x, y)``."""
