@@ -122,7 +122,7 @@ def test_an_exception_on_one_rank_ends_the_job_within_seconds(tmp_path):
 def test_launcher_environment_is_read(monkeypatch):
     for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
-    assert launcher.launched() is None and launcher.launcher_world_size() == 1
+    assert launcher.launched() is None
     assert launcher.mismatch_message(1) is None
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "2")
@@ -130,7 +130,7 @@ def test_launcher_environment_is_read(monkeypatch):
     assert launcher.mismatch_message(4) is None
     assert "rank 2 of 4" in launcher.mismatch_message(1)
     monkeypatch.setenv("PMI_SIZE", "3")       # MPICH's launcher is asked first
-    assert launcher.launcher_world_size() == 3
+    assert launcher.launched()[0] == 3
 
 
 # ---------------------------------------------------------------- autograd.queue_callback

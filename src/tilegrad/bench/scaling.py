@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from tilegrad.distributed import launcher
+
 from . import scaling_model as sm
 
 # Message sizes in bytes: 4, 16, ..., 64 MB (log-spaced); "tiny" is for tests.
@@ -52,8 +54,7 @@ class MPIUnavailableError(OSError):
 
 def mpiexec_path() -> str:
     """The ``mpiexec`` next to this Python (a virtual environment's), else the one on PATH."""
-    from tilegrad.distributed.launcher import mpiexec
-    found = mpiexec()
+    found = launcher.mpiexec()
     if found is None:
         raise MPIUnavailableError(f"bench scaling: no mpiexec beside {sys.executable} nor on "
                                   f"PATH; {INSTALL}")
@@ -65,12 +66,6 @@ def _check_mpi4py():
         import mpi4py  # noqa: F401  (the package only: importing mpi4py.MPI would start MPI)
     except ImportError:
         raise MPIUnavailableError(f"bench scaling: mpi4py is not installed; {INSTALL}") from None
-
-
-def threads_per_rank(ranks: int) -> int:
-    """The machine's cores shared out among ``ranks`` processes, at least one each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // ranks)
 
 
 # ---------------------------------------------------------------- a training step
@@ -142,11 +137,8 @@ def _allreduce_worker(args, comm, MPI):
 
 
 def _steps_worker(args, comm):
-    try:
-        import tilegrad.distributed as dist
-        from tilegrad.nn.parallel import DistributedDataParallel
-    except ImportError as e:
-        return {"unavailable": f"DistributedDataParallel is not in this tilegrad ({e})"}
+    import tilegrad.distributed as dist
+    from tilegrad.nn.parallel import DistributedDataParallel
     dist.init_process_group("mpi")
     out = {}
     try:
@@ -262,7 +254,7 @@ def scaling(sizes: str = "full", out: str = os.path.join("bench", "results"), ra
                          f"{sizes!r}")
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 2:
         raise ValueError(f"bench scaling: --ranks must be an integer >= 2, got {ranks!r}")
-    threads = threads_per_rank(ranks)
+    threads = launcher.threads_per_rank(ranks)
     common = ["--sizes", sizes, "--repeats", str(repeats), "--warmup", str(warmup),
               "--threads", str(threads), "--bucket-cap-mb", str(bucket_cap_mb)]
     print(f"timing MPI allreduce on {ranks} ranks ...", file=sys.stderr, flush=True)

@@ -80,7 +80,7 @@ def join(device_name):
         owned = True
     job = Job(dist.get_rank(), dist.get_world_size(), owned)
     if job.parallel and "OMP_NUM_THREADS" not in os.environ:
-        tg.set_num_threads(max(1, (os.cpu_count() or 1) // dist.get_local_world_size()))
+        tg.set_num_threads(launcher.threads_per_rank(dist.get_local_world_size()))
     return job
 
 

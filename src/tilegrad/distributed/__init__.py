@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import launcher
-from ._mpi import Work, no_grad_average
+from ._mpi import Work
 
 __all__ = [
     "ReduceOp", "Work", "group", "is_available", "is_mpi_available", "is_nccl_available",
@@ -230,7 +230,7 @@ def all_reduce(tensor: Any, op: ReduceOp = ReduceOp.SUM, group: Any = None,
     if op is ReduceOp.AVG and tensor.dtype.kind != "f":
         raise TypeError(f"all_reduce: ReduceOp.AVG needs a floating-point tensor, got "
                         f"{tensor.dtype}")
-    return _done(g.all_reduce(tensor, op.value, lambda t: no_grad_average(t, g.size)), async_op)
+    return _done(g.all_reduce(tensor, op.value), async_op)
 
 
 def broadcast(tensor: Any, src: int, group: Any = None, async_op: bool = False) -> Work | None:
@@ -297,11 +297,9 @@ def _check_rank(op, src, size):
 
 
 def allreduce_floats(values: Any, op: str = "sum") -> np.ndarray:
-    """A float64 allreduce of a few host numbers (sum or max), as a NumPy array; the values
-    themselves when no group is initialised. What the trainer uses for losses and counts."""
-    if _GROUP is None:
-        return np.array(values, dtype=np.float64)
-    return _GROUP.allreduce_floats(values, op)
+    """A float64 allreduce of a few host numbers (sum or max), as a NumPy array: what the
+    trainer uses for losses and counts."""
+    return _group("allreduce_floats").allreduce_floats(values, op)
 
 
 # ---------------------------------------------------------------- ending the job on an error

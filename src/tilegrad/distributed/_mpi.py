@@ -71,7 +71,7 @@ class MPIGroup:
                     "product": MPI.PROD}
 
     # ------------------------------------------------------------ tensors
-    def all_reduce(self, tensor, op, average):
+    def all_reduce(self, tensor, op):
         buf, own = _host_buffer(tensor)
 
         def finish():
@@ -80,7 +80,7 @@ class MPIGroup:
             else:
                 tensor._version_counter.bump("all_reduce")
             if op == "avg":
-                average(tensor)
+                _average(tensor, self.size)
         return Work(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.ops[op]), finish)
 
     def broadcast(self, tensor, src):
@@ -126,7 +126,7 @@ class MPIGroup:
         self.comm.Free()
 
 
-def no_grad_average(tensor, size):
+def _average(tensor, size):
     """``tensor /= size`` in place, outside any graph (the AVG of a SUM)."""
     with autograd.no_grad():
         tensor.div_(size)

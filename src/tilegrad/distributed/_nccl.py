@@ -93,7 +93,7 @@ class NCCLGroup:
     def _dtype(self, array):
         return getattr(self.nccl, _DTYPES[array.dtype.name])
 
-    def all_reduce(self, tensor, op, average):
+    def all_reduce(self, tensor, op):
         self._check("all_reduce", tensor)
         a = tensor._data
         name, value = _OPS[op]

@@ -33,12 +33,6 @@ def launched():
     return None
 
 
-def launcher_world_size():
-    """The number of processes the launcher started (1 when none did)."""
-    found = launched()
-    return 1 if found is None else found[0]
-
-
 def mismatch_message(mpi_size):
     """The explanation for a launcher that started several processes which MPI sees as separate
     jobs of ``mpi_size`` process(es); None when the two agree."""
@@ -51,6 +45,13 @@ def mismatch_message(mpi_size):
             f"uses, so each process would train alone. Start the job with the mpiexec of the "
             f"MPI that mpi4py was built for (with `pip install tilegrad[dist]`, the one in the "
             f"environment's bin folder: {mpiexec() or 'none found'})")
+
+
+def threads_per_rank(ranks_here):
+    """The cores this process may run on, shared out among the ``ranks_here`` processes of the
+    job on this machine: at least one each."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // ranks_here)
 
 
 def mpiexec():
