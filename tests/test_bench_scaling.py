@@ -1,5 +1,6 @@
 """bench scaling: the ring allreduce model, its fit, DDP's buckets, the predicted step times, and
 one real run of ``tilegrad bench scaling`` under mpiexec at the tiny size."""
+import importlib.util
 import json
 import math
 import os
@@ -246,6 +247,13 @@ def test_tiny_run_under_mpiexec(tmp_path):
         for kind in ("mlp", "cnn", "lm"):
             for mode in ("weak", "strong"):
                 assert _finite_positive(steps["models"][kind][mode]["seconds"])
+    if importlib.util.find_spec("torch") is not None:   # PyTorch's steps, in the same run
+        assert doc["meta"]["torch"]
+        for kind in ("mlp", "cnn", "lm"):
+            assert _finite_positive(doc["models"][kind]["torch_step_s"])
+            for mode in ("weak", "strong"):
+                assert _finite_positive(steps["models"][kind][mode]["torch_seconds"])
+        assert "tilegrad / PyTorch" in proc.stdout
     out = proc.stdout
     assert "MEASURED: MPI Allreduce" in out and "PREDICTED" in out and "given" in out
     text = md.read_text()

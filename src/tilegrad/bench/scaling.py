@@ -16,6 +16,9 @@ What it does:
 4. MEASURED, training steps: ``--worker steps`` trains each model with DistributedDataParallel
    on RANKS ranks at the recipe's batch per rank (weak) and at 1/RANKS of it (strong: the same
    global batch), beside one plain process at the recipe's batch (the same ``T_c`` as in 3).
+   Where PyTorch is installed (and not ``--no-torch``), the same steps in PyTorch in the same
+   run: one process, and its DistributedDataParallel on gloo, from the same initial weights and
+   batches, with the same threads.
 
 How to read it: the allreduce numbers and the 1-against-RANKS step times are facts about this
 machine. Without ``--latency-us``/``--bandwidth-gbs`` the predictions use this machine's alpha
@@ -98,6 +101,34 @@ def model_step(kind: str, shape: dict, rank: int = 0, wrap=None):
     return step, model
 
 
+def torch_step(kind: str, shape: dict, rank: int = 0, wrap=None):
+    """PyTorch's twin of ``model_step`` (None without PyTorch): the same initial weights
+    (tilegrad's seeded model, loaded), the same batch and the same recipe."""
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    from . import train
+    x_np, y_np = train._batch(kind, shape, seed=train.SEED + rank)
+    model, x, y = train._torch_side(torch, kind, shape, train._seeded_model(kind, shape)
+                                    .state_dict(), x_np, y_np, torch.device("cpu"))
+    net = wrap(model) if wrap else model
+    params = list(model.parameters())
+    opt = train._torch_optimizer(torch, kind, params)
+    clip = train._RECIPES[kind].get("clip")
+
+    def step():
+        opt.zero_grad()
+        loss = train._torch_loss(torch, kind, net, x, y)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        return loss.item()
+    return step
+
+
 def timed(step, warmup: int, repeats: int, sync=None) -> list:
     """Seconds of each of ``repeats`` calls of ``step`` after ``warmup`` untimed ones;
     ``sync()`` (a barrier) runs before each call, untimed."""
@@ -136,6 +167,11 @@ def _allreduce_worker(args, comm, MPI):
     return {"rows": rows}
 
 
+def _per_rank_batches(shape, ranks):
+    """Weak scaling keeps the recipe's batch on each rank; strong splits it among the ranks."""
+    return {"weak": shape["batch"], "strong": max(1, shape["batch"] // ranks)}
+
+
 def _steps_worker(args, comm):
     import tilegrad.distributed as dist
     from tilegrad.nn.parallel import DistributedDataParallel
@@ -143,18 +179,38 @@ def _steps_worker(args, comm):
     out = {}
     try:
         for kind, shape in _sizes_of(args.sizes).items():
-            per_rank = {"weak": shape["batch"],
-                        "strong": max(1, shape["batch"] // dist.get_world_size())}
             out[kind] = {}
-            for mode, batch in per_rank.items():
-                step, _ = model_step(kind, dict(shape, batch=batch), dist.get_rank(),
+            for mode, batch in _per_rank_batches(shape, comm.size).items():
+                step, _ = model_step(kind, dict(shape, batch=batch), comm.rank,
                                      lambda m: DistributedDataParallel(
                                          m, bucket_cap_mb=args.bucket_cap_mb))
                 seconds = _slowest(comm, timed(step, args.warmup, args.repeats, dist.barrier))
                 out[kind][mode] = {"batch": batch, "seconds": float(np.median(seconds))}
     finally:
         dist.destroy_process_group()
+    if args.torch_port:
+        _torch_steps_worker(args, comm, out)
     return {"models": out}
+
+
+def _torch_steps_worker(args, comm, out):
+    """The same steps with PyTorch's DistributedDataParallel on its gloo backend, the ranks
+    meeting at rank 0's ``--torch-port``: each time goes into ``out`` as ``torch_seconds``."""
+    import torch
+    import torch.distributed as td
+    torch.set_num_threads(args.threads)
+    td.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{args.torch_port}",
+                          rank=comm.rank, world_size=comm.size)
+    try:
+        for kind, shape in _sizes_of(args.sizes).items():
+            for mode, batch in _per_rank_batches(shape, comm.size).items():
+                step = torch_step(kind, dict(shape, batch=batch), comm.rank,
+                                  lambda m: torch.nn.parallel.DistributedDataParallel(
+                                      m, bucket_cap_mb=args.bucket_cap_mb))
+                seconds = _slowest(comm, timed(step, args.warmup, args.repeats, comm.Barrier))
+                out[kind][mode]["torch_seconds"] = float(np.median(seconds))
+    finally:
+        td.destroy_process_group()
 
 
 def _worker_main(argv=None):
@@ -168,6 +224,7 @@ def _worker_main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bucket-cap-mb", type=float, default=25.0)
+    ap.add_argument("--torch-port", type=int, help="steps: also time PyTorch, meeting here")
     args = ap.parse_args(argv)
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
@@ -210,9 +267,10 @@ def _launch(worker, ranks, options, timeout):
             return json.load(f)
 
 
-def _models(sizes, threads, warmup, repeats, cap_mb):
+def _models(sizes, threads, warmup, repeats, cap_mb, with_torch):
     """Per reference model: its shape, parameter count, gradient buckets and measured one-rank
-    step time ``T_c`` (median), with ``threads`` threads."""
+    step time ``T_c`` (median), with ``threads`` threads; PyTorch's too (``torch_step_s``) when
+    ``with_torch`` and PyTorch is installed."""
     import tilegrad as tg
 
     from . import train
@@ -228,9 +286,30 @@ def _models(sizes, threads, warmup, repeats, cap_mb):
                          "params": sum(sizes_b) // 4, "grad_bytes": sum(sizes_b),
                          "buckets": sm.buckets(sizes_b, cap_mb * sm.MB),
                          "step_s": float(np.median(timed(step, warmup, repeats)))}
+            twin = torch_step(kind, shape) if with_torch else None
+            if twin is not None:
+                import torch
+                torch.set_num_threads(threads)
+                out[kind]["torch_step_s"] = float(np.median(timed(twin, warmup, repeats)))
     finally:
         tg.set_num_threads(before)
     return out
+
+
+def _torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def _free_port():
+    """A TCP port free on this machine now, for PyTorch's ranks to meet at."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _interconnect(alpha, beta, latency_us, bandwidth_gbs):
@@ -245,9 +324,11 @@ def _interconnect(alpha, beta, latency_us, bandwidth_gbs):
 
 def scaling(sizes: str = "full", out: str = os.path.join("bench", "results"), ranks: int = 2,
             latency_us: float = None, bandwidth_gbs: float = None, results_md: str = None,
-            repeats: int = 10, warmup: int = 2, bucket_cap_mb: float = 25.0) -> dict:
+            repeats: int = 10, warmup: int = 2, bucket_cap_mb: float = 25.0,
+            with_torch: bool = True) -> dict:
     """Measure, fit and predict (see the module docstring); write ``out/scaling.json`` and
-    ``out/scaling.png``, print the tables, and return the document."""
+    ``out/scaling.png``, print the tables, and return the document. ``with_torch``: time
+    PyTorch's steps too, beside tilegrad's, where PyTorch is installed."""
     from . import report, scaling_report
     if sizes not in MESSAGES:
         raise ValueError(f"bench scaling: sizes must be one of {', '.join(MESSAGES)}, got "
@@ -261,18 +342,21 @@ def scaling(sizes: str = "full", out: str = os.path.join("bench", "results"), ra
     ar = _launch("allreduce", ranks, common, timeout=300)
     alpha, beta, worst = sm.fit_alpha_beta([r["bytes"] for r in ar["rows"]],
                                            [r["seconds"] for r in ar["rows"]], ranks)
-    models = _models(sizes, threads, warmup, repeats, bucket_cap_mb)
+    torch_version = _torch_version() if with_torch else None
+    models = _models(sizes, threads, warmup, repeats, bucket_cap_mb, torch_version is not None)
     print(f"timing DistributedDataParallel steps on {ranks} ranks ...", file=sys.stderr,
           flush=True)
+    port = ["--torch-port", str(_free_port())] if torch_version else []
     try:
-        steps = _launch("steps", ranks, common, timeout=600)
+        steps = _launch("steps", ranks, common + port, timeout=600)
     except OSError as e:     # the predictions stand without this part: say why it is missing
         steps = {"unavailable": str(e)}
     net = _interconnect(alpha, beta, latency_us, bandwidth_gbs)
     rows = sm.predictions({k: (m["step_s"], m["buckets"]) for k, m in models.items()},
                           net["alpha_s"], net["beta_Bps"])
     meta = report.metadata(None, "cpu")
-    meta.update(mpi=ar["mpi"], ranks=ranks, threads_per_rank=threads, sizes=sizes)
+    meta.update(mpi=ar["mpi"], ranks=ranks, threads_per_rank=threads, sizes=sizes,
+                torch=torch_version)
     doc = {"schema": "tilegrad-bench-scaling/1", "meta": meta,
            "allreduce": {"ranks": ranks, "rows": ar["rows"], "alpha_s": alpha, "beta_Bps": beta,
                          "worst_relative_residual": worst},

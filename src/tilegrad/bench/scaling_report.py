@@ -60,6 +60,29 @@ def _steps(doc):
             f"(batch {weak['batch']} each) | {weak['seconds'] / m['step_s']:.2f} | "
             f"{_ms(pred['step'])} / {_ms(pred['step_overlap'])} | {_ms(strong['seconds'])} "
             f"(batch {strong['batch']} each) | {strong['seconds'] / m['step_s']:.2f} |")
+    return lines + [""] + _torch_steps(doc)
+
+
+def _torch_steps(doc):
+    """The same steps timed in PyTorch in the same run, where they were."""
+    ms, p = doc["measured_steps"], doc["allreduce"]["ranks"]
+    kinds = [k for k, m in doc["models"].items()
+             if "torch_step_s" in m and "torch_seconds" in ms["models"][k]["weak"]]
+    if not kinds:
+        return []
+    lines = [f"PyTorch {doc['meta'].get('torch')} in the same run: the same models, initial "
+             f"weights, batches, recipes and threads, with its DistributedDataParallel on gloo "
+             f"(ms; the slowest rank's). The last columns are tilegrad's time over PyTorch's.\n",
+             f"| model | PyTorch 1 rank | {p} ranks, weak | ratio | {p} ranks, strong | ratio | "
+             f"tilegrad / PyTorch: 1 rank, weak, strong |", "|---|---|---|---|---|---|---|"]
+    for kind in kinds:
+        m, st = doc["models"][kind], ms["models"][kind]
+        one, weak, strong = m["torch_step_s"], st["weak"]["torch_seconds"], \
+            st["strong"]["torch_seconds"]
+        lines.append(
+            f"| {kind} | {_ms(one)} | {_ms(weak)} | {weak / one:.2f} | {_ms(strong)} | "
+            f"{strong / one:.2f} | {m['step_s'] / one:.2f}, {st['weak']['seconds'] / weak:.2f}, "
+            f"{st['strong']['seconds'] / strong:.2f} |")
     return lines + [""]
 
 

@@ -183,7 +183,8 @@ def _run(args):
         if args.device != "cpu":
             raise ValueError(f"bench scaling runs on device cpu, not {args.device!r}")
         scaling(args.sizes, args.out, args.ranks, args.latency_us, args.bandwidth_gbs,
-                args.results_md, args.repeats, args.warmup, args.bucket_cap_mb)
+                args.results_md, args.repeats, args.warmup, args.bucket_cap_mb,
+                not args.no_torch)
     elif args.command == "bench":
         from tilegrad.bench.command import bench
         bench(args.what, args.device, args.sizes, args.repeats, args.warmup, args.out,
